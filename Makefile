@@ -1,0 +1,41 @@
+# `make test` is what CI runs (.ci/run): lint, type check and the whole suite,
+# slow crash/soak/browser tests included. `make test-fast` is the everyday loop.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install test test-fast lint bench clean demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=25.1"
+	$(PY) -m pip install -q -e . --group test --group lint
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check outbox worker tests benchmarks
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collected nothing: an empty suite proves nothing, so fail.
+test: lint
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
+	exit $$rc
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+bench: $(STAMP)
+	$(PY) -m pip install -q --group bench
+	$(PY) benchmarks/track_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+
+# The main job on the embedded default (SQLite, nothing leaves the machine).
+demo: $(STAMP)
+	$(PY) examples/demo.py
