@@ -1,0 +1,228 @@
+"""Opening the outbox: pragmas, schema, migrations, transactions.
+
+Connections use stdlib ``sqlite3`` in autocommit mode (``isolation_level=None``):
+a lone statement is its own transaction — what a track call wants — and
+multi-statement changes use :func:`transaction` (``BEGIN IMMEDIATE``, so that a
+writer queues on the busy timeout instead of failing on a lock upgrade).
+
+Pragmas: WAL, ``synchronous=NORMAL`` (a commit survives the process being
+killed; only a power cut can lose the last few), a bounded busy timeout,
+foreign keys on, incremental auto-vacuum (so purge really gives bytes back), and
+a large ``wal_autocheckpoint``: the worker checkpoints every maintenance tick, so
+track calls do not pay for it, while the WAL stays bounded when no worker runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from outbox.errors import OutboxMissing, SchemaMismatch, StorageError, translate
+
+SCHEMA_VERSION: Final = 1
+
+#: Forward migrations: ``{target_version: sql}``, applied in order to outboxes
+#: whose ``user_version`` is lower. ``schema.sql`` is always the newest full schema.
+MIGRATIONS: dict[int, str] = {}
+
+#: Seconds a statement waits for another writer before giving up.
+DEFAULT_BUSY_TIMEOUT: Final = 0.5
+
+#: Pages (4 KiB) the WAL may reach before a connection checkpoints it itself:
+#: about 40 MB. The worker checkpoints long before this.
+WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
+
+
+def schema_sql() -> str:
+    """The text of ``schema.sql``: shipped in the wheel, or at the top of a checkout."""
+    shipped = resources.files("outbox").joinpath("schema.sql")
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (triggers included)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip() and not all(
+                ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+            ):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise ValueError(f"incomplete SQL statement at the end of the script: {buffer.strip()!r}")
+    return statements
+
+
+def _create_file(path: Path) -> None:
+    """Create the parent folder (0700) and an empty file (0600) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def connect(
+    path: str | os.PathLike[str],
+    *,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    create: bool = True,
+    readonly: bool = False,
+    wal_autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES,
+) -> sqlite3.Connection:
+    """Open (and when needed create or migrate) the outbox at ``path``.
+
+    :param create: create the file and its folder when missing; otherwise raise
+        :class:`OutboxMissing`.
+    :param readonly: open without write access (``mode=ro``); the schema is then
+        only checked, not created.
+    :raises StorageError: (or a subclass) with what to do about it.
+    """
+    p = Path(path)
+    if not p.exists():
+        if not create or readonly:
+            raise OutboxMissing(f"{p}: no outbox here yet; telemetry has not collected anything")
+        try:
+            _create_file(p)
+        except OSError as e:
+            raise StorageError(
+                f"{p}: cannot create the outbox ({e.strerror}); make the folder writable "
+                "or point HELIOS_TELEMETRY_DB at a writable path"
+            ) from e
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"{p.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(
+                p, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+    except sqlite3.Error as e:
+        raise translate(e, p) from e
+    try:
+        _configure(conn, readonly=readonly, wal_autocheckpoint=wal_autocheckpoint)
+        ensure_schema(conn, readonly=readonly, path=p)
+    except sqlite3.Error as e:
+        conn.close()
+        raise translate(e, p) from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: int) -> None:
+    if not readonly:
+        # auto_vacuum only takes effect on a database without tables: new outboxes.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch the outbox to WAL (got {mode})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
+
+
+def ensure_schema(
+    conn: sqlite3.Connection, *, readonly: bool = False, path: Path | None = None
+) -> int:
+    """Create the schema on a new outbox, or migrate an older one forward.
+
+    Safe when several processes open a new outbox at once: the version is
+    re-read under the write lock, and every statement of ``schema.sql`` is
+    idempotent anyway.
+
+    :returns: the schema version now in the file.
+    :raises SchemaMismatch: when the file is newer than this code.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return version
+    if version > SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"{path or 'outbox'}: written by a newer helios-telemetry (schema {version}, this "
+            f"one knows {SCHEMA_VERSION}); upgrade helios-telemetry"
+        )
+    if readonly:
+        if version == 0 and _is_empty(conn):
+            raise OutboxMissing(
+                f"{path}: the outbox is empty; telemetry has not collected anything"
+            )
+        raise SchemaMismatch(
+            f"{path or 'outbox'}: schema {version} needs a migration to {SCHEMA_VERSION}; "
+            "run any write command (or the worker) once to migrate it"
+        )
+    with transaction(conn):
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            if not _is_empty(conn):
+                raise sqlite3.DatabaseError(
+                    "file is not a database: it holds tables but no outbox schema version"
+                )
+            steps = split_statements(schema_sql())
+            target = SCHEMA_VERSION
+        elif version < SCHEMA_VERSION:
+            steps = [
+                s
+                for v in range(version + 1, SCHEMA_VERSION + 1)
+                for s in split_statements(MIGRATIONS[v])
+            ]
+            target = SCHEMA_VERSION
+        else:
+            return version
+        for statement in steps:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {target}")
+    return target
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]) == 0
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: object = None) -> object:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else row[0]
+
+
+def get_meta_int(conn: sqlite3.Connection, key: str, default: int = 0) -> int:
+    value = get_meta(conn, key)
+    return default if value is None else int(str(value))
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

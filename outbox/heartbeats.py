@@ -1,0 +1,285 @@
+"""Heartbeats in the outbox: plan and commit a seal, record delivery, read history.
+
+Sealing is two steps so that the write lock is held for milliseconds whatever
+the backlog:
+
+1. :func:`plan_seal` reads (no write lock; WAL readers never block writers) the
+   new high-water mark and the per-day sums of the events up to it.
+2. :func:`commit_seal` takes the write lock, checks that nothing moved the
+   cursor meanwhile and that no heartbeat is pending, reads the drop counts,
+   builds and freezes the payload, inserts the heartbeat and moves the cursor —
+   O(1) rows written, in one transaction.
+
+:func:`preview` runs the same two computations without writing: it is exactly
+what the next seal would freeze, but for the random ``heartbeat_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from outbox.db import get_meta, get_meta_int, set_meta, transaction
+from outbox.names import NAME_CAP
+from outbox.payload import Aggregate, build_payload, encode, iso_utc, sha256_hex
+from outbox.store import (
+    aggregate_range,
+    drops,
+    existing_instance_id,
+    instance_id,
+    last_event_id,
+    sealed_through,
+)
+
+Status = Literal["pending", "sent", "rejected"]
+
+_COLUMNS = (
+    "id, sequence, first_event_id, last_event_id, period_start, period_end, payload, "
+    "payload_sha256, status, attempts, last_error, receipt, sealed_at, last_attempt_at, sent_at"
+)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One row of the ``heartbeats`` table."""
+
+    id: str
+    sequence: int
+    first_event_id: int
+    last_event_id: int
+    period_start: str
+    period_end: str
+    payload: bytes
+    payload_sha256: str
+    status: Status
+    attempts: int
+    last_error: str | None
+    receipt: str | None
+    sealed_at: int
+    last_attempt_at: int | None
+    sent_at: int | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Heartbeat:
+        values = list(row)
+        values[6] = bytes(values[6])
+        return cls(*values)
+
+    def counts(self) -> dict[str, Any]:
+        """The decoded payload."""
+        return json.loads(self.payload)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class SealPlan:
+    """What the next seal covers, computed outside the write lock."""
+
+    after: int  # the current cursor (exclusive lower bound)
+    through: int  # the new high-water mark
+    aggregates: list[Aggregate]
+    first_at: int | None  # earliest event time in the range
+
+    @property
+    def empty(self) -> bool:
+        return not self.aggregates
+
+
+def plan_seal(conn: sqlite3.Connection) -> SealPlan:
+    """Read the range the next seal covers and its per-day sums (one read transaction)."""
+    conn.execute("BEGIN")  # one snapshot for the cursor, the mark and the sums
+    try:
+        after = sealed_through(conn)
+        through = max(after, last_event_id(conn))
+        aggregates, first_at = aggregate_range(conn, after, through)
+    finally:
+        conn.execute("COMMIT")
+    return SealPlan(after, through, aggregates, first_at)
+
+
+def _payload_for(
+    conn: sqlite3.Connection,
+    plan: SealPlan,
+    *,
+    heartbeat_id: str | None,
+    now: int,
+    version: str,
+    edition: str,
+    name_cap: int,
+    create_instance: bool = True,
+) -> tuple[dict[str, Any], int, str, str]:
+    sequence = get_meta_int(conn, "last_sequence") + 1
+    end = iso_utc(now)
+    if plan.first_at is not None:
+        start = iso_utc(min(plan.first_at, now))
+    else:
+        start = str(get_meta(conn, "last_period_end", end))
+    payload = build_payload(
+        plan.aggregates,
+        dropped=drops(conn).pending,
+        heartbeat_id=heartbeat_id,
+        instance_id=instance_id(conn) if create_instance else existing_instance_id(conn),
+        sequence=sequence,
+        period_start=start,
+        period_end=end,
+        version=version,
+        edition=edition,
+        name_cap=name_cap,
+    )
+    return payload, sequence, start, end
+
+
+def commit_seal(
+    conn: sqlite3.Connection,
+    plan: SealPlan,
+    *,
+    heartbeat_id: str,
+    now: int,
+    version: str,
+    edition: str,
+    allow_empty: bool = False,
+    name_cap: int = NAME_CAP,
+) -> Heartbeat | None:
+    """Freeze ``plan`` into a pending heartbeat, in one short write transaction.
+
+    :returns: the new heartbeat, or ``None`` when nothing was sealed: a
+        heartbeat is still pending, the cursor moved since the plan (switched off,
+        purged), or there is nothing to report and ``allow_empty`` is false.
+    """
+    with transaction(conn):
+        if sealed_through(conn) != plan.after or pending(conn) is not None:
+            return None
+        payload, sequence, start, end = _payload_for(
+            conn,
+            plan,
+            heartbeat_id=heartbeat_id,
+            now=now,
+            version=version,
+            edition=edition,
+            name_cap=name_cap,
+        )
+        if plan.empty and not any(payload["dropped"].values()) and not allow_empty:
+            return None
+        body = encode(payload)
+        conn.execute(
+            "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
+            "period_end, payload, payload_sha256, status, sealed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+            (
+                heartbeat_id,
+                sequence,
+                plan.after,
+                plan.through,
+                start,
+                end,
+                body,
+                sha256_hex(body),
+                now,
+            ),
+        )
+        set_meta(conn, "sealed_through", plan.through)
+        set_meta(conn, "last_sequence", sequence)
+        set_meta(conn, "last_seal_at", now)
+        set_meta(conn, "last_period_end", end)
+        conn.execute("UPDATE dropped SET pending = 0")
+    return get(conn, heartbeat_id)
+
+
+def preview(
+    conn: sqlite3.Connection, *, now: int, version: str, edition: str, name_cap: int = NAME_CAP
+) -> dict[str, Any]:
+    """The payload the next seal would freeze now, ``heartbeat_id`` left ``None``.
+
+    Read-only: an outbox that has no instance id yet shows ``null`` there (the
+    id is created by the first seal or the first ``telemetry.instance_id``).
+    """
+    plan = plan_seal(conn)
+    conn.execute("BEGIN")
+    try:
+        payload, *_ = _payload_for(
+            conn,
+            plan,
+            heartbeat_id=None,
+            now=now,
+            version=version,
+            edition=edition,
+            name_cap=name_cap,
+            create_instance=False,
+        )
+    finally:
+        conn.execute("COMMIT")
+    return payload
+
+
+def pending(conn: sqlite3.Connection) -> Heartbeat | None:
+    """The heartbeat sealed but not yet delivered (at most one exists)."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM heartbeats WHERE status = 'pending'").fetchone()
+    return None if row is None else Heartbeat.from_row(row)
+
+
+def get(conn: sqlite3.Connection, heartbeat_id: str) -> Heartbeat | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM heartbeats WHERE id = ?", (heartbeat_id,)
+    ).fetchone()
+    return None if row is None else Heartbeat.from_row(row)
+
+
+def history(
+    conn: sqlite3.Connection, *, status: Status | None = None, limit: int | None = None
+) -> list[Heartbeat]:
+    """Heartbeats, newest sequence first."""
+    sql = f"SELECT {_COLUMNS} FROM heartbeats"
+    args: tuple[Any, ...] = ()
+    if status is not None:
+        sql += " WHERE status = ?"
+        args = (status,)
+    sql += " ORDER BY sequence DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args += (limit,)
+    return [Heartbeat.from_row(r) for r in conn.execute(sql, args)]
+
+
+def record_attempt(
+    conn: sqlite3.Connection, heartbeat_id: str, *, now: int, error: str | None
+) -> None:
+    """Count one delivery attempt that did not settle the heartbeat (it stays pending)."""
+    conn.execute(
+        "UPDATE heartbeats SET attempts = attempts + 1, last_attempt_at = ?, last_error = ? "
+        "WHERE id = ? AND status = 'pending'",
+        (now, error, heartbeat_id),
+    )
+
+
+def settle(
+    conn: sqlite3.Connection,
+    heartbeat_id: str,
+    *,
+    status: Literal["sent", "rejected"],
+    now: int,
+    attempts: int,
+    receipt: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Mark a pending heartbeat sent or rejected, in one transaction.
+
+    :param attempts: attempts made in this delivery (added to earlier ones).
+    :returns: False when it was not pending any more (already settled, discarded).
+    """
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE heartbeats SET status = ?, sent_at = ?, last_attempt_at = ?, "
+            "attempts = attempts + ?, receipt = ?, last_error = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (
+                status,
+                now,
+                now,
+                attempts,
+                None if receipt is None else json.dumps(receipt),
+                error,
+                heartbeat_id,
+            ),
+        )
+        return cur.rowcount == 1

@@ -1,0 +1,403 @@
+"""``Telemetry``: the object the Helios backend calls on every relayed request.
+
+A track call validates the name, appends one row and commits — one SQLite
+statement, so it is durable when the call returns. It never raises: what cannot
+be stored is counted (``invalid_name``, ``storage_error``, ``over_capacity``) and
+reported in the next heartbeat's ``dropped``. It never blocks longer than the
+busy timeout. It starts no thread.
+
+The insert is conditional on the organisation setting *in the same statement*,
+so a track call racing ``outbox disable`` is either discarded with the rest or
+not written at all: nothing collected before an opt-out is sent after it.
+
+Fork safety: a connection opened before ``fork()`` is never used (nor closed:
+closing it could checkpoint the parent's WAL) in the child; the child opens its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from outbox import db, maintenance, store
+from outbox.errors import OutboxError, OutboxMissing, SettingsError
+from outbox.names import MAX_COUNT, MAX_NAME_LENGTH, NAME_PATTERN, Kind
+from outbox.settings import (
+    ORG_SETTING_KEY,
+    Decision,
+    EnvChoice,
+    decide,
+    default_db_path,
+    parse_do_not_track,
+    parse_enabled,
+)
+
+log = logging.getLogger("outbox")
+
+#: Size of the outbox file past which track calls stop appending and count
+#: ``over_capacity`` instead (checked every :data:`SIZE_CHECK_EVERY` writes). The
+#: worker's compaction and size cap keep a healthy outbox far below it; this is
+#: the backstop when no worker runs.
+DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
+SIZE_CHECK_EVERY: Final = 4096
+
+#: After the outbox could not be opened, wait this long before trying again, so
+#: that a broken file costs one failed open per second, not one per call.
+REOPEN_AFTER: Final = 1.0
+
+_ENABLED = (
+    f"coalesce((SELECT value FROM organization_settings WHERE key = '{ORG_SETTING_KEY}'), ?) "
+    "= 'true'"
+)
+_INSERT: Final = f"INSERT INTO events (kind, name, count, at) SELECT ?, ?, ?, ? WHERE {_ENABLED}"
+_DROP: Final = (
+    "UPDATE dropped SET pending = pending + ?1, total = total + ?1 "
+    f"WHERE reason = ?2 AND coalesce((SELECT value FROM organization_settings "
+    f"WHERE key = '{ORG_SETTING_KEY}'), ?3) = 'true'"
+)
+
+_full_name = re.compile(NAME_PATTERN).fullmatch
+
+# Connections inherited through fork(): kept referenced so that the child never
+# closes (and so never checkpoints or unlinks) the parent's WAL.
+_inherited: list[sqlite3.Connection] = []
+_instances: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for t in list(_instances):
+        t._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@dataclass(frozen=True)
+class _Config:
+    path: Path
+    env: EnvChoice
+    do_not_track: bool
+
+    @property
+    def locked_off(self) -> bool:
+        return self.do_not_track or self.env == "false"
+
+    @property
+    def default(self) -> str:
+        """What the SQL condition assumes when the organisation never chose."""
+        return "true" if self.env in ("true", "local") else "false"
+
+
+class Telemetry:
+    """Usage counters of one Helios instance, stored in its outbox.
+
+    Nothing happens at construction: the environment is read and the outbox is
+    opened on first use.
+
+    :param db_path: the outbox file; default ``HELIOS_TELEMETRY_DB``, else
+        ``~/.local/share/helios/telemetry.db``.
+    :param enabled: ``True``/``False``/``"local"`` to decide here instead of
+        ``HELIOS_TELEMETRY_ENABLED`` (``False`` locks telemetry off, like the variable).
+        ``DO_NOT_TRACK`` is honoured either way.
+    :param environ: the environment to read (default ``os.environ``).
+    :param clock: unix seconds (default :func:`time.time`); stamps each event.
+    :param busy_timeout: seconds a track call waits for another writer at most.
+    :param max_bytes: outbox size past which new events are counted, not stored.
+    :param new_id: makes the instance id (default: a random UUID4).
+    """
+
+    def __init__(
+        self,
+        *,
+        db_path: str | os.PathLike[str] | None = None,
+        enabled: bool | str | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = db.DEFAULT_BUSY_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._db_path = db_path
+        self._enabled_arg = enabled
+        self._environ = environ
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._max_bytes = max_bytes
+        self._new_id = new_id
+        self._cfg: _Config | None = None
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._retry_at = 0.0
+        self._writes = 0
+        self._full = False
+        self._unstored: Counter[str] = Counter()
+        self._logged: set[str] = set()
+        #: The last storage or configuration problem met by a track call, or None.
+        self.last_error: str | None = None
+        _instances.add(self)
+
+    # -- configuration ----------------------------------------------------------------
+
+    def _config(self) -> _Config:
+        cfg = self._cfg
+        if cfg is None:
+            env = os.environ if self._environ is None else self._environ
+            arg = self._enabled_arg
+            try:
+                if arg is None:
+                    choice = parse_enabled(env.get("HELIOS_TELEMETRY_ENABLED"))
+                elif arg == "local":
+                    choice = "local"
+                elif isinstance(arg, bool):
+                    choice = "true" if arg else "false"
+                else:
+                    raise SettingsError(f"enabled={arg!r}: use True, False or 'local'")
+            except SettingsError as e:
+                # A bad value never turns telemetry on: off, and said once.
+                self._note(str(e))
+                choice = "false"
+            path = self._db_path or env.get("HELIOS_TELEMETRY_DB") or default_db_path(env)
+            cfg = self._cfg = _Config(
+                Path(path).expanduser(), choice, parse_do_not_track(env.get("DO_NOT_TRACK"))
+            )
+        return cfg
+
+    @property
+    def db_path(self) -> Path:
+        """The outbox file this instance writes to."""
+        return self._config().path
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def track_api_call(self, name: str, count: int = 1) -> bool:
+        """Count one relayed API call, e.g. ``users.list`` (see :func:`outbox.api_name`)."""
+        return self.track("api", name, count)
+
+    def track_command(self, name: str, count: int = 1) -> bool:
+        """Count one command run, e.g. ``sync`` or ``users.import``."""
+        return self.track("command", name, count)
+
+    def track_ui_action(self, name: str, count: int = 1) -> bool:
+        """Count one UI action, e.g. ``bulk_edit``."""
+        return self.track("ui", name, count)
+
+    def track(self, kind: Kind, name: str, count: int = 1) -> bool:
+        """Append one event; never raises.
+
+        :returns: True when the event was stored, False when it was not (telemetry
+            off, or dropped and counted).
+        """
+        try:
+            cfg = self._cfg or self._config()
+            if cfg.locked_off:
+                return False
+            if not (
+                type(name) is str
+                and len(name) <= MAX_NAME_LENGTH
+                and _full_name(name) is not None
+                and type(count) is int
+                and 1 <= count <= MAX_COUNT
+                and kind in ("api", "command", "ui")
+            ):
+                self.count_dropped("invalid_name")
+                return False
+            at = int(self._clock())
+            if self._pid != os.getpid():
+                self._forget_parent()
+            with self._lock:
+                conn = self._conn or self._open(cfg)
+                if conn is None:
+                    return False
+                if self._full:
+                    conn.execute(_DROP, (count, "over_capacity", cfg.default))
+                    stored = False
+                else:
+                    stored = (
+                        conn.execute(_INSERT, (kind, name, count, at, cfg.default)).rowcount == 1
+                    )
+                self._writes += 1
+                if self._unstored or self._writes % SIZE_CHECK_EVERY == 0:
+                    self._housekeeping(conn, cfg)
+                return stored
+        except sqlite3.Error as e:
+            self._storage_failed(e, count if type(count) is int and count > 0 else 1)
+        except Exception as e:  # never into the caller  # noqa: BLE001
+            self._storage_failed(e, 1)
+        return False
+
+    def count_dropped(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` things that could not be recorded (e.g. ``unknown_name``); never raises."""
+        if reason not in store.DROP_REASONS or type(n) is not int or n <= 0:
+            return
+        try:
+            cfg = self._cfg or self._config()
+            if cfg.locked_off:
+                return
+            if self._pid != os.getpid():
+                self._forget_parent()
+            with self._lock:
+                conn = self._conn or self._open(cfg)
+                if conn is None:
+                    return
+                conn.execute(_DROP, (n, reason, cfg.default))
+        except Exception as e:  # noqa: BLE001
+            self._unstored[reason] += n
+            self._storage_failed(e, 0)
+
+    def _open(self, cfg: _Config) -> sqlite3.Connection | None:
+        """Open the outbox for track calls; None when there is nothing to do or it failed."""
+        if time.monotonic() < self._retry_at:
+            raise sqlite3.OperationalError(self.last_error or "outbox unavailable")
+        if cfg.default == "false" and not cfg.path.exists():
+            # Off by default and no outbox: there cannot be an organisation "on".
+            return None
+        try:
+            self._conn = db.connect(cfg.path, busy_timeout=self._busy_timeout)
+        except OutboxError as e:
+            self._retry_at = time.monotonic() + REOPEN_AFTER
+            raise sqlite3.OperationalError(str(e)) from e
+        self._pid = os.getpid()
+        self._full = self._over_size(self._conn)
+        return self._conn
+
+    def _housekeeping(self, conn: sqlite3.Connection, cfg: _Config) -> None:
+        """Rare work after a write: store earlier losses, re-check the size cap."""
+        for reason, n in list(self._unstored.items()):
+            if n:
+                conn.execute(_DROP, (n, reason, cfg.default))
+            del self._unstored[reason]
+        if self._writes % SIZE_CHECK_EVERY == 0:
+            self._full = self._over_size(conn)
+
+    def _over_size(self, conn: sqlite3.Connection) -> bool:
+        pages, size = conn.execute(
+            "SELECT * FROM pragma_page_count(), pragma_page_size()"
+        ).fetchone()
+        full = bool(int(pages) * int(size) > self._max_bytes)
+        if full:
+            self._note(
+                f"{self._config().path}: the outbox is over {self._max_bytes} bytes; "
+                "new events are counted as over_capacity until the worker compacts it"
+            )
+        return full
+
+    def _storage_failed(self, exc: BaseException, lost: int) -> None:
+        if lost:
+            self._unstored["storage_error"] += lost
+        text = f"{type(exc).__name__}: {exc}"
+        self._note(text)
+        low = text.lower()
+        if not any(s in low for s in ("locked", "busy", "full")) and self._conn is not None:
+            # A broken file (corrupt, replaced, read-only): reopen later, not on every call.
+            conn, self._conn = self._conn, None
+            self._retry_at = time.monotonic() + REOPEN_AFTER
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _note(self, text: str) -> None:
+        self.last_error = text
+        key = text[:80]
+        if key not in self._logged and len(self._logged) < 100:
+            self._logged.add(key)
+            log.warning("telemetry: %s (counted, not raised)", text)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: never touch the parent's connection, lock or unsaved counts."""
+        if self._conn is not None:
+            _inherited.append(self._conn)
+        self._conn = None
+        self._lock = threading.Lock()
+        self._unstored = Counter()
+        self._pid = os.getpid()
+
+    @property
+    def unstored(self) -> dict[str, int]:
+        """Losses this process has counted but not yet written (the outbox was unavailable)."""
+        return dict(self._unstored)
+
+    # -- settings and identity ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connect(
+        self, *, create: bool = True, readonly: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        """A separate, short-lived connection for operations (not the track-call one).
+
+        :raises OutboxError: when the outbox cannot be used, saying what to do.
+        """
+        conn = db.connect(
+            self.db_path,
+            busy_timeout=max(self._busy_timeout, 5.0),
+            create=create,
+            readonly=readonly,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def decision(self) -> Decision:
+        """The effective state and what decided it (DESIGN.md section 3); never raises."""
+        cfg = self._config()
+        org: bool | None = None
+        if not cfg.locked_off:
+            try:
+                with self.connect(create=False, readonly=True) as conn:
+                    org = store.org_enabled(conn)
+            except OutboxMissing:
+                org = None
+            except OutboxError as e:
+                self._note(str(e))
+        return decide(cfg.env, cfg.do_not_track, org)
+
+    @property
+    def enabled(self) -> bool:
+        """True while usage is collected (mode ``on`` or ``local``)."""
+        return self.decision().collecting
+
+    @property
+    def mode(self) -> str:
+        """``on`` (collect and send), ``local`` (collect, never send) or ``off``."""
+        return self.decision().mode
+
+    @property
+    def instance_id(self) -> str:
+        """This outbox's random instance id, created on first use.
+
+        :raises OutboxError: when the outbox cannot be opened.
+        """
+        with self.connect() as conn:
+            return store.instance_id(conn, self._new_id)
+
+    def set_enabled(self, enabled: bool) -> tuple[Decision, store.Discarded]:
+        """Store the organisation's choice; switching off discards everything unsent.
+
+        The choice is stored even when the environment locks telemetry off (it
+        takes effect once the lock is lifted); the returned decision says
+        whether anything effective changed.
+        """
+        with self.connect() as conn:
+            discarded = store.set_org_enabled(conn, enabled, now=int(self._clock()))
+            if not enabled:
+                maintenance.delete_covered_events(conn)
+        return self.decision(), discarded
+
+    def close(self) -> None:
+        """Close the track-call connection (it reopens on the next call)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
