@@ -11,6 +11,9 @@
 --   * An event is pending while id > sealed_through. Sealing moves the cursor and
 --     writes one heartbeat row; it never updates events.
 --   * At most one heartbeat is pending at a time (partial unique index).
+--   * Heartbeat status: 'pending' (sealed, not yet delivered) → 'sent' (a 2xx
+--     answer), 'rejected' (a 4xx: kept for inspection, never retried), or
+--     'local' (sealed in local mode: kept here, never sent).
 
 CREATE TABLE IF NOT EXISTS events (
     id    INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -30,15 +33,15 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     payload         BLOB    NOT NULL,                        -- frozen bytes, sent byte for byte
     payload_sha256  TEXT    NOT NULL CHECK (length(payload_sha256) = 64),
     status          TEXT    NOT NULL DEFAULT 'pending'
-                            CHECK (status IN ('pending', 'sent', 'rejected')),
+                            CHECK (status IN ('pending', 'sent', 'rejected', 'local')),
     attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     last_error      TEXT,
     receipt         TEXT,                                    -- the receiver's answer, JSON
     sealed_at       INTEGER NOT NULL,                        -- unix seconds
     last_attempt_at INTEGER,
-    sent_at         INTEGER,                                 -- when it left the pending state
+    settled_at      INTEGER,                                 -- when it left 'pending'
     CHECK (last_event_id >= first_event_id),
-    CHECK ((status = 'pending') = (sent_at IS NULL))
+    CHECK ((status = 'pending') = (settled_at IS NULL))
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS heartbeats_one_pending

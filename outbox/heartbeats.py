@@ -33,11 +33,11 @@ from outbox.store import (
     sealed_through,
 )
 
-Status = Literal["pending", "sent", "rejected"]
+Status = Literal["pending", "sent", "rejected", "local"]
 
 _COLUMNS = (
     "id, sequence, first_event_id, last_event_id, period_start, period_end, payload, "
-    "payload_sha256, status, attempts, last_error, receipt, sealed_at, last_attempt_at, sent_at"
+    "payload_sha256, status, attempts, last_error, receipt, sealed_at, last_attempt_at, settled_at"
 )
 
 
@@ -59,7 +59,7 @@ class Heartbeat:
     receipt: str | None
     sealed_at: int
     last_attempt_at: int | None
-    sent_at: int | None
+    settled_at: int | None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Heartbeat:
@@ -139,9 +139,13 @@ def commit_seal(
     version: str,
     edition: str,
     allow_empty: bool = False,
+    local: bool = False,
     name_cap: int = NAME_CAP,
 ) -> Heartbeat | None:
     """Freeze ``plan`` into a pending heartbeat, in one short write transaction.
+
+    With ``local`` (mode ``local``) the heartbeat is stored already settled as
+    ``'local'``: shown by the CLI, never sent, and it does not block the next seal.
 
     :returns: the new heartbeat, or ``None`` when nothing was sealed: a
         heartbeat is still pending, the cursor moved since the plan (switched off,
@@ -164,8 +168,8 @@ def commit_seal(
         body = encode(payload)
         conn.execute(
             "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
-            "period_end, payload, payload_sha256, status, sealed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+            "period_end, payload, payload_sha256, status, sealed_at, settled_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 heartbeat_id,
                 sequence,
@@ -175,7 +179,9 @@ def commit_seal(
                 end,
                 body,
                 sha256_hex(body),
+                "local" if local else "pending",
                 now,
+                now if local else None,
             ),
         )
         set_meta(conn, "sealed_through", plan.through)
@@ -256,25 +262,27 @@ def settle(
     conn: sqlite3.Connection,
     heartbeat_id: str,
     *,
-    status: Literal["sent", "rejected"],
+    status: Literal["sent", "rejected", "local"],
     now: int,
     attempts: int,
     receipt: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Mark a pending heartbeat sent or rejected, in one transaction.
+    """Mark a pending heartbeat sent, rejected or kept local, in one transaction.
 
     :param attempts: attempts made in this delivery (added to earlier ones).
     :returns: False when it was not pending any more (already settled, discarded).
     """
     with transaction(conn):
         cur = conn.execute(
-            "UPDATE heartbeats SET status = ?, sent_at = ?, last_attempt_at = ?, "
+            "UPDATE heartbeats SET status = ?, settled_at = ?, "
+            "last_attempt_at = CASE WHEN ? > 0 THEN ? ELSE last_attempt_at END, "
             "attempts = attempts + ?, receipt = ?, last_error = ? "
             "WHERE id = ? AND status = 'pending'",
             (
                 status,
                 now,
+                attempts,
                 now,
                 attempts,
                 None if receipt is None else json.dumps(receipt),

@@ -201,8 +201,8 @@ class Purged:
 
 def _history_filter(cutoff: int | None) -> tuple[str, tuple[int, ...]]:
     if cutoff is None:
-        return "status IN ('sent', 'rejected')", ()
-    return "status IN ('sent', 'rejected') AND sent_at < ?", (cutoff,)
+        return "status <> 'pending'", ()
+    return "status <> 'pending' AND settled_at < ?", (cutoff,)
 
 
 def purge(
@@ -215,7 +215,8 @@ def purge(
     chunk: int = DEFAULT_CHUNK,
     hook: Hook = _noop,
 ) -> Purged:
-    """Delete sent history (and with ``include_unsent`` every unsent event and heartbeat).
+    """Delete sent history — sent, rejected and local heartbeats — and, with
+    ``include_unsent``, every unsent event and heartbeat.
 
     :param older_than: seconds; only heartbeats settled before ``now - older_than``
         go. Event rows already covered by a settled heartbeat always go: the
