@@ -69,10 +69,13 @@ def lock_message(decision: Decision) -> str | None:
     variable = locked_by(decision)
     if variable is None:
         return None
-    fix = "unset it" if variable == "DO_NOT_TRACK" else "unset it (or set it to true)"
+    if variable == "DO_NOT_TRACK":
+        state, fix = "DO_NOT_TRACK is set", "unset it"
+    else:
+        state, fix = f"{variable} is false", "unset it (or set it to true)"
     return (
-        f"This setting is locked by {variable} in the Helios server's environment "
-        f"({decision.reason}). To choose here, {fix} and restart Helios."
+        f"This setting is locked: {state} in the Helios server's environment. "
+        f"To choose here, {fix} and restart Helios."
     )
 
 

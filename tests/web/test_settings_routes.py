@@ -232,7 +232,7 @@ def test_the_page_when_locked_says_which_variable(
 ) -> None:
     html = page(make_telemetry(enabled=None, environ={"DO_NOT_TRACK": "1"}))
     assert " disabled" in html and " checked" not in html
-    assert "This setting is locked by DO_NOT_TRACK" in html
+    assert "This setting is locked: DO_NOT_TRACK is set" in html
     assert 'aria-describedby="helios-share-status helios-share-lock"' in html
 
 

@@ -1,0 +1,386 @@
+"""End to end in real Chromium: the example host app, telemetry.js and the privacy page.
+
+Debian's Chromium (``apt-get install chromium``; never ``playwright install``) driven
+by Playwright, against the example app under uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from outbox import Telemetry
+from outbox.web import BADGE_TEXT, TOGGLE_LABEL
+from tests.web.conftest import serve, stored
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    # hermetic: no DNS at all except loopback
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+]
+UI_URL = "/api/telemetry/ui-actions"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def app_for(telemetry: Telemetry, flush_ms: int = 60_000):
+    from examples.host_app import create_app
+
+    return create_app(telemetry, flush_ms=flush_ms)
+
+
+def wait_for(check: Callable[[], object], page: Page | None = None, timeout: float = 5.0) -> None:
+    """Poll until ``check()`` is truthy (the unload beacon arrives 20-150 ms after a close).
+
+    With a live ``page``, wait through Playwright so that its event handlers (route
+    interception) keep running meanwhile; the sync API only runs them inside its calls.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        if page is None:
+            time.sleep(0.02)
+        else:
+            page.wait_for_timeout(20)
+
+
+def open_dashboard(page: Page, base: str) -> None:
+    page.goto(base + "/")
+    page.wait_for_selector("body[data-loaded=true]")
+
+
+def click_the_buttons(page: Page) -> None:
+    """bulk_edit x2, export_csv x1, column_sort x3, and the sync command once."""
+    page.click("#bulk-edit")
+    page.click("#bulk-edit")
+    page.click("#export-csv")
+    page.click("#sort-name")
+    page.click("#sort-group")
+    page.click("#sort-name")
+    page.click("#sync")
+    expect(page.locator("#message")).to_have_text("Synced 3 users.")
+
+
+CLICKED = {
+    ("ui", "bulk_edit"): 2,
+    ("ui", "export_csv"): 1,
+    ("ui", "column_sort"): 3,
+    ("api", "users.list"): 1,  # the dashboard's table, through the relay
+    ("command", "sync"): 1,
+}
+
+
+def telemetry_module(page: Page, expression: str) -> object:
+    return page.evaluate(
+        f"import('/telemetry/static/telemetry.js').then((m) => {expression})"
+    )
+
+
+def deliver_to_a_collector(db_path: Path, expected: dict[tuple[str, str], int]) -> None:
+    """After the outbox: `outbox-worker --once` and the collector's /api/insights totals.
+
+    The worker and the collector are separate parts; this step runs once they are
+    in the tree (see test (a)).
+    """
+
+
+# -- (a) sharing on ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("leave", ["close_page", "navigate_away"])
+def test_a_sharing_on_clicks_and_leaving_put_exactly_those_counts_in_the_outbox(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, leave: str
+) -> None:
+    t = make_telemetry(enabled=None)
+    t.set_enabled(True)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        open_dashboard(page, base)
+        click_the_buttons(page)
+        # Nothing is sent before the page is left (the flush timer is a minute here).
+        assert stored(db_path) == {k: v for k, v in CLICKED.items() if k[0] != "ui"}
+        assert telemetry_module(page, "m.pendingActions()") == 6
+        if leave == "close_page":
+            page.close()
+        else:
+            page.goto(base + "/settings/privacy")
+        wait_for(lambda: stored(db_path) == CLICKED)
+        context.close()
+    assert stored(db_path) == CLICKED
+    deliver_to_a_collector(db_path, CLICKED)
+
+
+def test_a_the_flush_timer_sends_while_the_page_stays_open(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    t = make_telemetry(enabled=True)
+    with serve(app_for(t, flush_ms=150)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.method) if UI_URL in r.url else None)
+        open_dashboard(page, base)
+        page.click("#bulk-edit")
+        page.click("#export-csv")
+        wait_for(lambda: stored(db_path).get(("ui", "export_csv")) == 1)
+        page.click("#bulk-edit")
+        wait_for(lambda: stored(db_path).get(("ui", "bulk_edit")) == 2)
+        assert telemetry_module(page, "m.pendingActions()") == 0
+        assert posts == ["POST", "POST"]  # one batch per flush, not one per click
+        context.close()
+
+
+def test_a_odd_input_never_throws_and_undeclared_names_are_dropped(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    t = make_telemetry(enabled=True)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        open_dashboard(page, base)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        result = telemetry_module(
+            page,
+            "{ for (const n of [null, 42, {}, 'Bad Name', 'bob@example.com', 'x'.repeat(65),"
+            " 'table.zoom', 'table.zoom', 'bulk_edit']) m.trackUIAction(n);"
+            " for (let i = 0; i < 2500; i++) m.trackUIAction('export_csv');"
+            " return m.pendingActions(); }",
+        )
+        assert result == 2503  # only the three valid names were counted
+        page.close()
+        wait_for(lambda: stored(db_path).get(("ui", "export_csv")) == 2500)
+        context.close()
+    assert errors == []
+    assert stored(db_path) == {
+        ("api", "users.list"): 1,
+        ("ui", "bulk_edit"): 1,
+        ("ui", "export_csv"): 2500,  # sent as 1000 + 1000 + 500: the server's limit per name
+    }
+    import sqlite3
+
+    c = sqlite3.connect(db_path)
+    assert c.execute("SELECT pending FROM dropped WHERE reason = 'unknown_name'").fetchone() == (2,)
+    c.close()
+
+
+# -- (b) sharing off --------------------------------------------------------------------
+
+
+class Recording:
+    """ASGI wrapper that notes the method and path of every request the server receives."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+
+def test_b_sharing_off_no_request_reaches_the_endpoint_and_nothing_is_stored(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    t = make_telemetry(enabled=None)  # off: nobody turned it on
+    server = Recording(app_for(t, flush_ms=100))
+    with serve(server) as base:
+        context = browser.new_context()
+        intercepted: list[str | None] = []
+
+        def intercept(route, request) -> None:  # noqa: ANN001
+            intercepted.append(request.post_data)
+            route.continue_()
+
+        # Interception sees what a live page sends; a beacon sent while the page is
+        # unloading bypasses it (Chromium sends it from the browser process), so the
+        # server's own record is what proves that nothing arrived.
+        context.route(f"**{UI_URL}", intercept)
+        page = context.new_page()
+        open_dashboard(page, base)
+        click_the_buttons(page)
+        assert telemetry_module(page, "[m.telemetryMode(), m.pendingActions()]") == ["off", 0]
+        telemetry_module(page, "m.flush(true)")  # nothing counted, so nothing to send
+        page.goto(base + "/settings/privacy")  # pagehide + visibilitychange: nothing to send
+        page.close()
+        assert not db_path.exists()  # not even an outbox file
+
+        # Control: the same browser, interception and server do see batches once sharing
+        # is on. They are sent after the off page was gone, so by the time they have
+        # arrived, anything the off page had sent would have arrived before them.
+        t.set_enabled(True)
+        page = context.new_page()
+        open_dashboard(page, base)
+        page.click("#bulk-edit")
+        telemetry_module(page, "m.flush(true)")  # a live beacon: intercepted
+        wait_for(lambda: stored(db_path).get(("ui", "bulk_edit")) == 1, page)
+        page.click("#export-csv")
+        page.goto(base + "/settings/privacy")  # an unload beacon: only the server sees it
+        wait_for(lambda: stored(db_path).get(("ui", "export_csv")) == 1, page)
+        context.close()
+    assert intercepted == ['{"actions":{"bulk_edit":1}}']
+    assert [r for r in server.seen if r[1] == UI_URL] == [("POST", UI_URL)] * 2
+    assert stored(db_path) == {
+        ("api", "users.list"): 1,
+        ("ui", "bulk_edit"): 1,
+        ("ui", "export_csv"): 1,
+    }
+
+
+# -- (c) the privacy page -----------------------------------------------------------------
+
+
+def tab_to(page: Page, element_id: str) -> None:
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"#{element_id} cannot be reached with the keyboard")
+
+
+def test_c_the_toggle_works_by_keyboard_persists_and_agrees_with_the_outbox(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    t = make_telemetry(enabled=None)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/settings/privacy")
+        toggle = page.get_by_role("switch", name=TOGGLE_LABEL)
+        expect(toggle).not_to_be_checked()
+        expect(toggle).to_be_enabled()
+
+        tab_to(page, "helios-share")
+        with page.expect_response(lambda r: r.request.method == "PUT") as answer:
+            page.keyboard.press("Space")
+        assert answer.value.status == 200
+        expect(toggle).to_be_checked()
+        expect(page.locator("#helios-share-status")).to_have_text(
+            "Sharing is on: the organisation turned sharing on."
+        )
+        d = t.decision()
+        assert (d.mode, d.source, d.locked) == ("on", "organization_setting", False)
+        assert Telemetry(db_path=db_path, environ={}).decision() == d  # a fresh reader agrees
+
+        page.reload()
+        expect(toggle).to_be_checked()
+
+        t.track_api_call("users.list")  # something unsent, deleted by switching off
+        tab_to(page, "helios-share")
+        with page.expect_response(lambda r: r.request.method == "PUT") as answer:
+            page.keyboard.press("Space")
+        assert answer.value.json()["discarded"] == {"events": 1, "heartbeats": 0}
+        expect(toggle).not_to_be_checked()
+        expect(page.locator("#helios-share-status")).to_contain_text("Deleted 1 unsent event")
+        assert t.decision().mode == "off"
+        page.reload()
+        expect(toggle).not_to_be_checked()
+        assert stored(db_path) == {}
+        context.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK"), ({"HELIOS_TELEMETRY_ENABLED": "false"}, "HELIOS_TELEMETRY_ENABLED")],
+)
+def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
+    browser: Browser,
+    make_telemetry: Callable[..., Telemetry],
+    db_path: Path,
+    tmp_path: Path,
+    environ: dict[str, str],
+    variable: str,
+) -> None:
+    make_telemetry(enabled=None).set_enabled(True)  # the organisation said yes ...
+    t = make_telemetry(enabled=None, environ=environ)  # ... the environment says no
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/settings/privacy")
+        toggle = page.get_by_role("switch", name=TOGGLE_LABEL)
+        expect(toggle).to_be_disabled()
+        expect(toggle).not_to_be_checked()
+        lock = page.locator("#helios-share-lock")
+        expect(lock).to_be_visible()
+        expect(lock).to_contain_text(f"This setting is locked: {variable} is")
+        # A disabled control is skipped by the keyboard, and clicking it does nothing.
+        with pytest.raises(AssertionError):
+            tab_to(page, "helios-share")
+        toggle.click(force=True)
+        expect(toggle).not_to_be_checked()
+        page.screenshot(path=tmp_path / "locked.png", full_page=True)
+        context.close()
+    assert (tmp_path / "locked.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert t.decision().locked and t.decision().source == variable
+
+
+# -- (d) the badge ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("enabled", "shown"), [(True, True), ("local", False), (None, False)], ids=["on", "local", "off"]
+)
+def test_d_the_badge_appears_only_while_sharing(
+    browser: Browser,
+    make_telemetry: Callable[..., Telemetry],
+    enabled: object,
+    shown: bool,
+) -> None:
+    t = make_telemetry(enabled=enabled)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        open_dashboard(page, base)
+        badge = page.get_by_role("link", name=BADGE_TEXT)
+        if shown:
+            expect(badge).to_be_visible()
+            expect(badge).to_have_attribute("href", "https://helios.gridworx.io/insights")
+        else:
+            expect(page.locator("helios-telemetry-badge")).to_be_hidden()
+            expect(badge).to_have_count(0)
+        context.close()
+
+
+def test_d_turning_sharing_on_shows_the_badge_turning_it_off_hides_it(
+    browser: Browser, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    t = make_telemetry(enabled=None)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        open_dashboard(page, base)
+        badge = page.get_by_role("link", name=BADGE_TEXT)
+        expect(badge).to_have_count(0)
+        page.goto(base + "/settings/privacy")
+        page.get_by_role("switch", name=TOGGLE_LABEL).check()
+        expect(page.locator("#helios-share-status")).to_contain_text("Sharing is on")
+        open_dashboard(page, base)
+        expect(badge).to_be_visible()
+        page.goto(base + "/settings/privacy")
+        page.get_by_role("switch", name=TOGGLE_LABEL).uncheck()
+        expect(page.locator("#helios-share-status")).to_contain_text("Sharing is off")
+        open_dashboard(page, base)
+        expect(badge).to_have_count(0)
+        context.close()
