@@ -113,7 +113,7 @@ async def relay(request: Request) -> Response:
 def dashboard_html(mode_attributes: str, flush_ms: int | None) -> str:
     flush = f' data-helios-telemetry-flush-ms="{flush_ms}"' if flush_ms else ""
     rows = "\n".join(
-        f"        <tr><td>{escape(u['name'])}</td><td>{escape(str(u['group']))}</td></tr>"
+        f"        <tr><td>{escape(str(u['name']))}</td><td>{escape(str(u['group']))}</td></tr>"
         for u in USERS
     )
     return f"""<!doctype html>

@@ -54,6 +54,10 @@ STATIC_FILES: Final[dict[str, str]] = {
 }
 
 _NO_STORE: Final = {"Cache-Control": "no-store"}
+_WHAT: Final = {
+    "ui_actions": "send UI-action counts",
+    "read_settings": "read the telemetry settings",
+}
 
 
 def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
@@ -120,7 +124,8 @@ class TelemetryEndpoints:
         return bool(answer)
 
     def _forbidden(self, action: str) -> JSONResponse:
-        return _error(403, "forbidden", f"this request may not {action.replace('_', ' ')}")
+        what = _WHAT.get(action, action)
+        return _error(403, "forbidden", f"this request may not {what} (authorize hook said no)")
 
     async def _decision(self) -> Decision:
         return await run_in_threadpool(self.telemetry.decision)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -20,6 +21,16 @@ from tests.helpers import totals
 
 ORIGIN = "http://testserver"
 SAME_ORIGIN = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
+
+
+T = TypeVar("T")
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run(fn)`` in a fresh thread: works even while the test thread has a loop
+    running (Playwright's sync API keeps one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, fn).result()
 
 
 class Client:
@@ -39,7 +50,7 @@ class Client:
             async with httpx.AsyncClient(transport=transport, base_url=self.base_url) as c:
                 return await c.request(method, url, **kwargs)
 
-        return anyio.run(go)
+        return run_async(go)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)

@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 UI_URL = "/api/telemetry/ui-actions"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
@@ -91,9 +91,7 @@ CLICKED = {
 
 
 def telemetry_module(page: Page, expression: str) -> object:
-    return page.evaluate(
-        f"import('/telemetry/static/telemetry.js').then((m) => {expression})"
-    )
+    return page.evaluate(f"import('/telemetry/static/telemetry.js').then((m) => {expression})")
 
 
 def deliver_to_a_collector(db_path: Path, expected: dict[tuple[str, str], int]) -> None:
@@ -215,8 +213,8 @@ def test_b_sharing_off_no_request_reaches_the_endpoint_and_nothing_is_stored(
             route.continue_()
 
         # Interception sees what a live page sends; a beacon sent while the page is
-        # unloading bypasses it (Chromium sends it from the browser process), so the
-        # server's own record is what proves that nothing arrived.
+        # unloading may bypass it (Chromium sends it on the page's behalf after it
+        # is gone), so the server's own record is what proves that nothing arrived.
         context.route(f"**{UI_URL}", intercept)
         page = context.new_page()
         open_dashboard(page, base)
@@ -240,7 +238,9 @@ def test_b_sharing_off_no_request_reaches_the_endpoint_and_nothing_is_stored(
         page.goto(base + "/settings/privacy")  # an unload beacon: only the server sees it
         wait_for(lambda: stored(db_path).get(("ui", "export_csv")) == 1, page)
         context.close()
-    assert intercepted == ['{"actions":{"bulk_edit":1}}']
+    # Only the control's batches: the live one always, the unload one sometimes.
+    control = ['{"actions":{"bulk_edit":1}}', '{"actions":{"export_csv":1}}']
+    assert intercepted in (control[:1], control)
     assert [r for r in server.seen if r[1] == UI_URL] == [("POST", UI_URL)] * 2
     assert stored(db_path) == {
         ("api", "users.list"): 1,
@@ -303,7 +303,10 @@ def test_c_the_toggle_works_by_keyboard_persists_and_agrees_with_the_outbox(
 
 @pytest.mark.parametrize(
     ("environ", "variable"),
-    [({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK"), ({"HELIOS_TELEMETRY_ENABLED": "false"}, "HELIOS_TELEMETRY_ENABLED")],
+    [
+        ({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK"),
+        ({"HELIOS_TELEMETRY_ENABLED": "false"}, "HELIOS_TELEMETRY_ENABLED"),
+    ],
 )
 def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
     browser: Browser,
@@ -340,7 +343,9 @@ def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
 
 
 @pytest.mark.parametrize(
-    ("enabled", "shown"), [(True, True), ("local", False), (None, False)], ids=["on", "local", "off"]
+    ("enabled", "shown"),
+    [(True, True), ("local", False), (None, False)],
+    ids=["on", "local", "off"],
 )
 def test_d_the_badge_appears_only_while_sharing(
     browser: Browser,

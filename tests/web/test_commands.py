@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 import outbox
@@ -22,7 +21,7 @@ from outbox.web import (
     tracked_command,
 )
 from tests.helpers import child_env
-from tests.web.conftest import stored
+from tests.web.conftest import run_async, stored
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +46,7 @@ def test_an_async_command_is_counted_once_per_call(on: Telemetry, db_path: Path)
     async def main() -> list[int]:
         return [await import_users(["a", "b"]), await import_users([])]
 
-    assert anyio.run(main) == [2, 0]
+    assert run_async(main) == [2, 0]
     assert stored(db_path) == {("command", "users.import"): 2}
 
 
@@ -69,7 +68,7 @@ def test_a_failing_command_is_counted_and_its_error_is_unchanged(
         with pytest.raises(SyncFailed, match="directory unreachable"):
             sync()
     with pytest.raises(SyncFailed, match="no target"):
-        anyio.run(deploy)
+        run_async(deploy)
     assert stored(db_path) == {("command", "sync"): 2, ("command", "deploy"): 1}
 
 

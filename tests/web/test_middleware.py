@@ -6,14 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 import outbox
 from outbox import Telemetry
 from outbox.web import RelayTracking
-from tests.web.conftest import drops, stored
+from tests.web.conftest import drops, run_async, stored
 
 
 class Recorder:
@@ -76,7 +75,7 @@ def call(app: Any, scope: Scope, chunks: tuple[bytes, ...] = (b"",)) -> list[Mes
 
         await app(scope, receive, send)
 
-    anyio.run(go)
+    run_async(go)
     return sent
 
 
@@ -172,7 +171,7 @@ def test_websocket_and_lifespan_scopes_pass_through(on: Telemetry, db_path: Path
         await app({"type": "websocket", "path": "/api/relay/users"}, receive, send)
         await app({"type": "lifespan"}, receive, send)
 
-    anyio.run(go)
+    run_async(go)
     assert seen == ["websocket", "lifespan"]
     assert stored(db_path) == {}
 
