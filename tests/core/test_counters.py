@@ -189,7 +189,9 @@ def test_events_are_stamped_by_the_default_clock_under_freezegun(db_path: Path) 
     try:
         plan = heartbeats.plan_seal(conn)
         assert sorted((a.day.isoformat(), a.count) for a in plan.aggregates) == [
-            ("2026-11-25", 1), ("2026-11-26", 1)]
+            ("2026-11-25", 1),
+            ("2026-11-26", 1),
+        ]
     finally:
         conn.close()
         t.close()
