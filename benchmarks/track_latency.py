@@ -134,7 +134,7 @@ def main() -> int:
         found = contenders(folder)
         samples: dict[str, list[int]] = {name: [] for name in found}
         walls: dict[str, float] = dict.fromkeys(found, 0.0)
-        for name, fn in found.items():
+        for fn in found.values():
             timed(fn, 2000)  # warm up: caches, statements, first WAL frames
         for _ in range(args.rounds):
             for name, fn in found.items():
