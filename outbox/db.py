@@ -40,6 +40,10 @@ DEFAULT_BUSY_TIMEOUT: Final = 0.5
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 
 
+#: Bytes the WAL file is truncated to after a checkpoint resets it.
+WAL_SIZE_LIMIT: Final = 4 * 1024 * 1024
+
+
 def schema_sql() -> str:
     """The text of ``schema.sql``: shipped in the wheel, or at the top of a checkout."""
     shipped = resources.files("outbox").joinpath("schema.sql")
@@ -174,6 +178,8 @@ def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: 
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
+    # After a checkpoint resets the WAL, truncate the file back to this size.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
 
 def ensure_schema(

@@ -168,3 +168,19 @@ def test_unusable_path_never_raises(bad: str, monkeypatch, tmp_path) -> None:
     t = Telemetry(db_path=bad or tmp_path, enabled=True, environ={})  # a directory, or under a file
     assert t.track_api_call("users.list") is False
     assert t.unstored == {"storage_error": 1}
+
+
+def test_over_the_size_cap_new_events_are_counted_not_stored(make_telemetry, db_path) -> None:
+    from outbox.telemetry import SIZE_CHECK_EVERY
+
+    t: Telemetry = make_telemetry(max_bytes=64 * 1024)
+    results = [t.track_api_call("users.list") for _ in range(SIZE_CHECK_EVERY + 100)]
+    stored = results.count(True)
+    assert results.count(False) == 100  # checked after SIZE_CHECK_EVERY writes: over, from then on
+    assert totals(db_path) == {("api", "users.list"): stored}
+    assert dropped(db_path, "over_capacity") == 100
+    # A new process on the same outbox knows at once.
+    again: Telemetry = make_telemetry(max_bytes=64 * 1024)
+    assert again.track_api_call("users.list") is False
+    assert dropped(db_path, "over_capacity") == 101
+    assert "over_capacity" in (again.last_error or "")
