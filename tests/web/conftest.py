@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -84,14 +85,19 @@ def serve(app: ASGIApp) -> Iterator[str]:
 
 
 def stored(path: Path) -> dict[tuple[str, str], int]:
-    """Every count in the outbox at ``path`` ({} when there is no outbox)."""
-    return totals(path) if path.exists() else {}
+    """Every count in the outbox at ``path`` ({} when there is no outbox, or not yet a schema)."""
+    if not path.exists():
+        return {}
+    try:
+        return totals(path)
+    except sqlite3.OperationalError as e:  # the file was just created, the schema is coming
+        if "no such table" not in str(e):
+            raise
+        return {}
 
 
 def drops(path: Path) -> dict[str, int]:
     """Pending drop counts by reason, leaving out zeros ({} when there is no outbox)."""
-    import sqlite3
-
     if not path.exists():
         return {}
     c = sqlite3.connect(path)

@@ -6,15 +6,22 @@ by Playwright, against the example app under uvicorn on 127.0.0.1.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from outbox import Telemetry
 from outbox.web import BADGE_TEXT, TOGGLE_LABEL
+from tests.helpers import child_env
 from tests.web.conftest import serve, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -94,23 +101,86 @@ def telemetry_module(page: Page, expression: str) -> object:
     return page.evaluate(f"import('/telemetry/static/telemetry.js').then((m) => {expression})")
 
 
-def deliver_to_a_collector(db_path: Path, expected: dict[tuple[str, str], int]) -> None:
-    """After the outbox: `outbox-worker --once` and the collector's /api/insights totals.
+def in_the_tree(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
-    The worker and the collector are separate parts; this step runs once they are
-    in the tree (see test (a)).
-    """
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def insights_totals(insights: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """(kind, name) -> count from the collector's /api/insights, read by the payload keys."""
+    keys = {"api_usage": "api", "command_usage": "command", "ui_actions": "ui"}
+    for where in (insights, insights.get("totals", {})):
+        if isinstance(where, dict) and any(k in where for k in keys):
+            return {
+                (kind, name): int(count)
+                for key, kind in keys.items()
+                for name, count in where.get(key, {}).items()
+            }
+    raise AssertionError(f"no per-kind totals found in /api/insights: {insights}")
+
+
+def deliver_to_a_collector(db_path: Path, tmp_path: Path) -> dict[tuple[str, str], int]:
+    """Run ``python -m worker --once`` against a collector on loopback; return its totals."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    collector = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "--db",
+            str(tmp_path / "collector.db"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: collector.poll() is not None or _answers(base + "/api/insights"), timeout=20
+        )
+        assert collector.poll() is None, collector.communicate()[0]
+        worker = subprocess.run(
+            [sys.executable, "-m", "worker", "--once"],
+            env=child_env(
+                HELIOS_TELEMETRY_DB=str(db_path),
+                HELIOS_TELEMETRY_ENDPOINT=base + "/api/instances/heartbeat",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        return insights_totals(httpx.get(base + "/api/insights", timeout=10).json())
+    finally:
+        collector.terminate()
+        collector.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # -- (a) sharing on ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("leave", ["close_page", "navigate_away"])
-def test_a_sharing_on_clicks_and_leaving_put_exactly_those_counts_in_the_outbox(
-    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, leave: str
-) -> None:
-    t = make_telemetry(enabled=None)
-    t.set_enabled(True)
+def share_and_leave(browser: Browser, t: Telemetry, db_path: Path, leave: str) -> None:
+    """Sharing on: click the dashboard's buttons, leave the page, wait for the outbox."""
     with serve(app_for(t)) as base:
         context = browser.new_context()
         page = context.new_page()
@@ -125,8 +195,27 @@ def test_a_sharing_on_clicks_and_leaving_put_exactly_those_counts_in_the_outbox(
             page.goto(base + "/settings/privacy")
         wait_for(lambda: stored(db_path) == CLICKED)
         context.close()
+
+
+@pytest.mark.parametrize("leave", ["close_page", "navigate_away"])
+def test_a_sharing_on_clicks_and_leaving_put_exactly_those_counts_in_the_outbox(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, leave: str
+) -> None:
+    t = make_telemetry(enabled=None)
+    t.set_enabled(True)
+    share_and_leave(browser, t, db_path, leave)
     assert stored(db_path) == CLICKED
-    deliver_to_a_collector(db_path, CLICKED)
+
+
+def test_a_after_the_worker_the_collector_shows_them(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, tmp_path: Path
+) -> None:
+    if not (in_the_tree("worker.__main__") and in_the_tree("collector.__main__")):
+        pytest.skip("the worker and the collector are not in the tree yet")
+    t = make_telemetry(enabled=None)
+    t.set_enabled(True)
+    share_and_leave(browser, t, db_path, "close_page")
+    assert deliver_to_a_collector(db_path, tmp_path) == CLICKED
 
 
 def test_a_the_flush_timer_sends_while_the_page_stays_open(
@@ -389,3 +478,52 @@ def test_d_turning_sharing_on_shows_the_badge_turning_it_off_hides_it(
         open_dashboard(page, base)
         expect(badge).to_have_count(0)
         context.close()
+
+
+# -- without the <html> attributes, the module asks the settings API -------------------------
+
+
+BARE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<script type="module">
+  import { ready, trackUIAction } from "/telemetry/static/telemetry.js";
+  trackUIAction("bulk_edit");  // before the state is known: held in memory
+  ready.then((mode) => { document.body.dataset.mode = mode; });
+</script></head><body></body></html>"""
+
+
+@pytest.mark.parametrize("enabled", [True, None], ids=["on", "off"])
+def test_without_attributes_the_state_comes_from_the_settings_api(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, enabled: object
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from outbox.web import telemetry_routes
+
+    t = make_telemetry(enabled=enabled)
+
+    async def bare(request: object) -> HTMLResponse:
+        return HTMLResponse(BARE_PAGE)
+
+    server = Recording(
+        Starlette(
+            routes=[Route("/", bare), *telemetry_routes(telemetry=t, ui_actions=["bulk_edit"])]
+        )
+    )
+    with serve(server) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/")
+        mode = "on" if enabled else "off"
+        page.wait_for_selector(f"body[data-mode={mode}]", state="attached")
+        assert telemetry_module(page, "m.pendingActions()") == (1 if enabled else 0)
+        page.close()
+        if enabled:
+            wait_for(lambda: stored(db_path) == {("ui", "bulk_edit"): 1})
+        context.close()
+    asked = [r for r in server.seen if r[1] == "/api/settings/telemetry"]
+    assert asked == [("GET", "/api/settings/telemetry")]  # once, not per action
+    sent = [r for r in server.seen if r[1] == UI_URL]
+    assert sent == ([("POST", UI_URL)] if enabled else [])
+    assert stored(db_path) == ({("ui", "bulk_edit"): 1} if enabled else {})
