@@ -33,7 +33,7 @@ class Invoke:
     def __call__(
         self,
         *args: object,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         input: str | None = None,
         db_path: Path | None = None,
     ) -> Result:

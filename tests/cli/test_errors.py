@@ -8,13 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
-from outbox import db
+from outbox import Telemetry, db
 from tests.cli import scenes
+from tests.cli.conftest import Outbox
 from tests.helpers import child_env
 
 READS = [["status"], ["status", "--json"], ["show"], ["preview"], ["heartbeats"]]
@@ -22,13 +24,13 @@ WRITES = [["enable"], ["disable"], ["track", "command", "sync"], ["purge", "--ye
 EVERY = [*READS, *WRITES, ["heartbeats", "--id", "1a2b"], ["forget", "--yes"]]
 
 
-def one_line(r, code: int) -> str:
+def one_line(r: Result, code: int) -> str:
     """The single error line of a failed command."""
     assert r.exit_code == code, r.output
     assert "Traceback" not in r.output
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    return lines[0]
+    return str(lines[0])
 
 
 @pytest.mark.parametrize("args", EVERY, ids=" ".join)
@@ -44,7 +46,7 @@ def test_garbage_file(run, db_path, args):
 
 
 @pytest.fixture
-def damaged(outbox, db_path) -> Path:
+def damaged(outbox: Outbox, db_path: Path) -> Path:
     """A real outbox whose event pages were overwritten after the header: opens, then fails."""
     for i in range(800):
         outbox.track("api", f"route{i}.list")
@@ -68,7 +70,7 @@ def test_damaged_pages_fail_cleanly(run, damaged, args):
 
 
 @pytest.fixture
-def writer_lock(outbox) -> Iterator[None]:
+def writer_lock(outbox: Outbox) -> Iterator[None]:
     """Another process holding the write lock (what a long write transaction looks like)."""
     outbox.track("command", "sync")
     other = sqlite3.connect(outbox.path, isolation_level=None)
@@ -221,7 +223,7 @@ def _as_other_user(args: list[str], db_path: Path) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def foreign(make_telemetry) -> Iterator[Path]:
+def foreign(make_telemetry: Callable[..., Telemetry]) -> Iterator[Path]:
     """An outbox in a folder this user may read but not write (as a service user's is)."""
     folder = Path(tempfile.mkdtemp(prefix="outbox-ro-"))
     path = folder / "telemetry.db"
@@ -309,3 +311,14 @@ def test_read_only_outbox_with_commits_only_in_its_wal_is_refused_clearly(foreig
     assert r.returncode == 1
     assert r.stderr.startswith(f"Error: {foreign}: the outbox cannot be opened for writing (")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_default_path_without_db_or_variable(run, tmp_path):
+    """No --db and no HELIOS_TELEMETRY_DB: $XDG_DATA_HOME/helios, else ~/.local/share/helios."""
+    home_default = tmp_path / "home" / ".local" / "share" / "helios" / "telemetry.db"
+    r = run("enable", env={"HELIOS_TELEMETRY_DB": None})
+    assert r.output.splitlines()[0] == f"organisation setting: on (stored in {home_default})"
+    assert home_default.is_file()
+    xdg = tmp_path / "xdg"
+    r = run("status", "--json", env={"HELIOS_TELEMETRY_DB": None, "XDG_DATA_HOME": str(xdg)})
+    assert '"path": "' + str(xdg / "helios" / "telemetry.db") + '"' in r.stdout

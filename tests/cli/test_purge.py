@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.cli.conftest import HB
 WOULD = "would delete 4 heartbeats of history (sent, rejected or local) and 10 event rows"
 
 
-def rows(path) -> int:
+def rows(path: Path) -> int:
     c = sqlite3.connect(path)
     try:
         return int(c.execute("SELECT count(*) FROM events").fetchone()[0])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from outbox import db, store
 from tests.cli import scenes
 from tests.helpers import totals
 
 
-def org(path) -> bool | None:
+def org(path: Path) -> bool | None:
     c = db.connect(path, create=False, readonly=True)
     try:
         return store.org_enabled(c)
