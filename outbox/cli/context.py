@@ -1,4 +1,4 @@
-"""The command line's shell: the group, its context, opening the outbox, the error edge.
+"""The command line's shell: its context, opening the outbox, and the error edge.
 
 Every command gets a :class:`CliContext` (``click.pass_obj``): the outbox path
 from ``--db`` and the injected clock, busy timeout and HTTP transport (tests
@@ -75,6 +75,8 @@ class CliContext:
                 self.db_path, busy_timeout=self.busy_timeout, create=False, readonly=True
             )
         except OutboxMissing:
+            conn = None
+        if conn is None:
             yield None
             return
         try:
@@ -168,9 +170,12 @@ class Environment:
 
 def configured_endpoint(option: str | None = None) -> str:
     """``--endpoint``, else ``HELIOS_TELEMETRY_ENDPOINT``, else the default; validated."""
-    return validate_endpoint(
-        option or os.environ.get("HELIOS_TELEMETRY_ENDPOINT") or DEFAULT_ENDPOINT
-    )
+    if option is None:
+        return validate_endpoint(os.environ.get("HELIOS_TELEMETRY_ENDPOINT") or DEFAULT_ENDPOINT)
+    try:
+        return validate_endpoint(option)
+    except SettingsError as e:  # name the option the user typed, not the variable
+        raise SettingsError(str(e).replace("HELIOS_TELEMETRY_ENDPOINT=", "--endpoint ", 1)) from e
 
 
 def app_settings() -> Settings:

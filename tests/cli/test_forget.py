@@ -158,7 +158,7 @@ def test_still_on_is_pointed_out(run, known, receiver):
     [
         (
             "http://collector.example/api/instances/heartbeat",
-            "HELIOS_TELEMETRY_ENDPOINT='http://collector.example/api/instances/heartbeat' is "
+            "Error: --endpoint 'http://collector.example/api/instances/heartbeat' is "
             "plain http; only https:// is accepted",
         ),
         ("heartbeat", "is not an http(s) URL"),
@@ -173,6 +173,12 @@ def test_unusable_endpoints_are_configuration_errors(run, known, endpoint, messa
     r = run("forget", "--yes", "--endpoint", endpoint)
     assert r.exit_code == 2
     assert message in r.stderr
+
+
+def test_unusable_endpoint_variable_is_named(run, known):
+    r = run("forget", "--yes", env={"HELIOS_TELEMETRY_ENDPOINT": "ftp://x/heartbeat"})
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: HELIOS_TELEMETRY_ENDPOINT='ftp://x/heartbeat' is not")
 
 
 def test_nothing_to_forget_without_an_instance_id(run, receiver, db_path):

@@ -280,3 +280,12 @@ def test_local_heartbeat_and_rejected_heartbeat_as_last_delivery(run, outbox, cl
     assert field(text, "last delivery") == "sequence 2 rejected 2026-11-25 10:01 UTC (now)"
     assert field(text, "in flight") == "no heartbeat waiting to be delivered"
     assert field(text, "last error") == "HTTP 422: days is not an object"
+
+
+@pytest.mark.parametrize("stored", [T0 + 7200, str(T0 + 7200), "2026-11-25T12:00:00Z"])
+def test_next_due_as_the_worker_stores_it(run, outbox, stored):
+    outbox.track("command", "sync")
+    outbox.set_meta("next_due_at", stored)
+    assert field(run("status", env=scenes.ON).output, "next due") == "2026-11-25 12:00 UTC (in 2h)"
+    doc = json.loads(run("status", "--json", env=scenes.ON).stdout)
+    assert doc["next_due_at"] == "2026-11-25T12:00:00Z"
