@@ -5,6 +5,8 @@ Prints p50/p99/p99.9 per call and calls/s for:
 * ``track_api_call`` of this project (one durable row per call);
 * a raw prepared ``INSERT`` + ``COMMIT`` on the same file, schema and pragmas —
   the floor any durable per-call design pays;
+* sqlite-utils' ``table.insert`` on the same schema (why the hot path uses
+  stdlib ``sqlite3``; sqlite-utils serves schema work and inspection);
 * posthog's ``capture`` and segment's ``track`` with sending off (in-memory queue,
   lost on exit);
 * persist-queue's ``SQLiteAckQueue.put`` (durable, like ours);
@@ -61,6 +63,14 @@ def contenders(folder: Path) -> dict[str, Call]:
     sql = "INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)"
     found["raw INSERT+COMMIT (floor)"] = lambda: raw.execute(
         sql, ("api", "users.list", 1, int(time.time()))
+    )
+
+    import sqlite_utils
+
+    su_conn = db.connect(folder / "sqlite-utils.db")
+    table = sqlite_utils.Database(su_conn)["events"]
+    found["sqlite-utils table.insert"] = lambda: table.insert(  # type: ignore[union-attr]
+        {"kind": "api", "name": "users.list", "count": 1, "at": int(time.time())}
     )
 
     try:

@@ -130,6 +130,40 @@ def connect(
         retry_busy(lambda: ensure_schema(conn, readonly=readonly, path=p), timeout=busy_timeout)
     except sqlite3.Error as e:
         conn.close()
+        if readonly and _wal_reader_cannot_start(e, p):
+            return _connect_immutable(p, busy_timeout=busy_timeout)
+        raise translate(e, p) from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _wal_reader_cannot_start(exc: sqlite3.Error, p: Path) -> bool:
+    """A read-only open failed because the ``-shm`` file cannot be created (the folder
+    is not writable by this user), and no ``-wal`` content exists to be missed."""
+    wal = p.with_name(p.name + "-wal")
+    return "readonly" in str(exc).lower() and (not wal.exists() or wal.stat().st_size == 0)
+
+
+def _connect_immutable(p: Path, *, busy_timeout: float) -> sqlite3.Connection:
+    """Read an outbox in a folder we cannot write: an ``immutable`` open takes no locks
+    and needs no ``-shm``. Exact while no ``-wal`` holds commits (checked by the caller);
+    a writer starting meanwhile can make this one read fail, never change the file."""
+    try:
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro&immutable=1",
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as e:
+        raise translate(e, p) from e
+    try:
+        ensure_schema(conn, readonly=True, path=p)
+    except sqlite3.Error as e:
+        conn.close()
         raise translate(e, p) from e
     except BaseException:
         conn.close()
