@@ -7,6 +7,7 @@ by Playwright, against the example app under uvicorn on 127.0.0.1.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import socket
 import subprocess
@@ -340,6 +341,20 @@ def test_b_sharing_off_no_request_reaches_the_endpoint_and_nothing_is_stored(
 # -- (c) the privacy page -----------------------------------------------------------------
 
 
+def outbox_status(db_path: Path, **environ: str) -> dict[str, Any]:
+    """``outbox --db PATH status --json``, run as the administrator would."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from outbox.cli import main; main()"]
+        + ["--db", str(db_path), "status", "--json"],
+        env=child_env(**environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
 def tab_to(page: Page, element_id: str) -> None:
     for _ in range(20):
         page.keyboard.press("Tab")
@@ -370,7 +385,9 @@ def test_c_the_toggle_works_by_keyboard_persists_and_agrees_with_the_outbox(
         )
         d = t.decision()
         assert (d.mode, d.source, d.locked) == ("on", "organization_setting", False)
-        assert Telemetry(db_path=db_path, environ={}).decision() == d  # a fresh reader agrees
+        status = outbox_status(db_path)
+        assert status["mode"] == "on"
+        assert status["decided_by"] == {"source": d.source, "locked": False, "reason": d.reason}
 
         page.reload()
         expect(toggle).to_be_checked()
@@ -383,6 +400,9 @@ def test_c_the_toggle_works_by_keyboard_persists_and_agrees_with_the_outbox(
         expect(toggle).not_to_be_checked()
         expect(page.locator("#helios-share-status")).to_contain_text("Deleted 1 unsent event")
         assert t.decision().mode == "off"
+        assert (
+            outbox_status(db_path)["decided_by"]["reason"] == "the organisation turned sharing off"
+        )
         page.reload()
         expect(toggle).not_to_be_checked()
         assert stored(db_path) == {}
@@ -425,6 +445,9 @@ def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
         context.close()
     assert (tmp_path / "locked.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert t.decision().locked and t.decision().source == variable
+    status = outbox_status(db_path, **environ)
+    assert status["mode"] == "off"
+    assert status["decided_by"]["source"] == variable and status["decided_by"]["locked"]
 
 
 # -- (d) the badge ---------------------------------------------------------------------------
