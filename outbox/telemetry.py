@@ -57,8 +57,8 @@ SIZE_CHECK_EVERY: Final = 4096
 #: one it has open (the worker moves a corrupt outbox aside and recreates it).
 FILE_CHECK_EVERY: Final = 256
 
-#: After the outbox could not be opened, wait this long before trying again, so
-#: that a broken file costs one failed open per second, not one per call.
+#: After the outbox could not be opened (or, off by default, did not exist), wait
+#: this long before looking again: one failed open per second, not one per call.
 REOPEN_AFTER: Final = 1.0
 
 _ENABLED = (
@@ -165,6 +165,7 @@ class Telemetry:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._retry_at = 0.0
+        self._absent_until = 0.0
         self._open_error = ""
         self._inode: tuple[int, int] | None = None
         self._writes = 0
@@ -294,9 +295,15 @@ class Telemetry:
         """Open the outbox for track calls; None when there is nothing to do."""
         if self._monotonic() < self._retry_at:
             raise _Unavailable(self._open_error)
-        if cfg.default == "false" and not cfg.path.exists():
+        if cfg.default == "false":
             # Off by default and no outbox: there cannot be an organisation "on".
-            return None
+            # Looked at once a second, not on every call.
+            now = self._monotonic()
+            if now < self._absent_until:
+                return None
+            if not cfg.path.exists():
+                self._absent_until = now + REOPEN_AFTER
+                return None
         try:
             conn = db.connect(cfg.path, busy_timeout=self._busy_timeout)
         except OutboxBusy as e:

@@ -199,3 +199,15 @@ def test_environment_is_read_on_first_use_not_at_construction(monkeypatch, db_pa
     t = Telemetry(db_path=db_path)
     monkeypatch.setenv("HELIOS_TELEMETRY_ENABLED", "true")
     assert t.track_api_call("users.list") is True
+
+
+def test_off_by_default_looks_for_an_organisation_choice_once_a_second(db_path: Path) -> None:
+    from tests.helpers import FakeClock
+
+    tick = FakeClock(0)
+    t = Telemetry(db_path=db_path, environ={}, monotonic=tick)
+    assert t.track_api_call("users.list") is False  # no outbox: off, nothing created
+    Telemetry(db_path=db_path, environ={}).set_enabled(True)  # e.g. `outbox enable`
+    assert t.track_api_call("users.list") is False  # not looked at again yet
+    tick.advance(1.0)
+    assert t.track_api_call("users.list") is True
