@@ -448,6 +448,7 @@ class Telemetry:
         """
         with self.connect() as conn:
             discarded = store.set_org_enabled(conn, enabled, now=int(self._clock()))
+            self._absent_until = 0.0  # the outbox exists now: track calls look at once
             if not enabled:
                 maintenance.delete_covered_events(conn)
         return self.decision(), discarded
