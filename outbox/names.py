@@ -40,16 +40,65 @@ _SEGMENT = r"[a-z][a-z0-9_]*"
 
 #: Last segments that make a dotted name look like a hostname (``db01.example.com``):
 #: such names are refused, so a hostname passed by mistake never leaves the machine.
-HOST_SUFFIXES: Final = frozenset({
-    "com", "net", "org", "io", "dev", "app", "cloud", "local", "localdomain", "localhost",
-    "internal", "intranet", "lan", "home", "corp", "example", "test", "invalid", "arpa",
-    "edu", "gov", "mil", "int", "info", "biz", "co", "uk", "de", "fr", "nl", "eu", "us",
-    "ca", "au", "jp", "cn", "ru", "br", "ch", "se", "es", "it", "pl", "at", "be", "dk",
-    "fi", "ie", "nz", "za", "kr", "tw", "sg", "hk",
-})
-NAME_PATTERN: Final = (
-    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_SEGMENT}(?:\.{_SEGMENT})*"
+HOST_SUFFIXES: Final = frozenset(
+    {
+        "com",
+        "net",
+        "org",
+        "io",
+        "dev",
+        "app",
+        "cloud",
+        "local",
+        "localdomain",
+        "localhost",
+        "internal",
+        "intranet",
+        "lan",
+        "home",
+        "corp",
+        "example",
+        "test",
+        "invalid",
+        "arpa",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "info",
+        "biz",
+        "co",
+        "uk",
+        "de",
+        "fr",
+        "nl",
+        "eu",
+        "us",
+        "ca",
+        "au",
+        "jp",
+        "cn",
+        "ru",
+        "br",
+        "ch",
+        "se",
+        "es",
+        "it",
+        "pl",
+        "at",
+        "be",
+        "dk",
+        "fi",
+        "ie",
+        "nz",
+        "za",
+        "kr",
+        "tw",
+        "sg",
+        "hk",
+    }
 )
+NAME_PATTERN: Final = rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_SEGMENT}(?:\.{_SEGMENT})*"
 _NAME_RE = re.compile(NAME_PATTERN)
 _SEGMENT_RE = re.compile(_SEGMENT)
 
