@@ -11,9 +11,11 @@ scripted to answer 503/429/410..., to hold answers until released, or to go down
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
+import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -48,10 +50,16 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     receiver: Receiver
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the crash tests do that) is not the receiver's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         with self.receiver.lock:
             self.receiver.connections += 1
+            self.receiver.open_sockets.add(conn)
         return conn, addr
 
 
@@ -91,6 +99,7 @@ class Receiver:
         #: Set whenever a request arrives (tests wait on it).
         self.arrived = threading.Event()
         self.stored: dict[str, bytes] = {}  # heartbeat_id -> body, in arrival order
+        self.open_sockets: set[socket.socket] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -114,6 +123,14 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            # Keep-alive connections outlive the listening socket: a receiver that is
+            # down answers nothing, so cut them too.
+            with self.lock:
+                sockets, self.open_sockets = self.open_sockets, set()
+            for conn in sockets:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
 
     def __enter__(self) -> Receiver:
         return self.start()

@@ -99,11 +99,12 @@ def _settings(environ: dict[str, str], db: Path | None, endpoint: str | None) ->
 def _report_once(summary: Summary) -> int:
     """Print what ``--once`` did (stdout) and choose the exit code."""
     if summary.mode == "off":
-        gone = (
-            f"; discarded {summary.discarded_events} unsent counts"
-            if summary.discarded_events
-            else ""
-        )
+        gone = ""
+        if summary.discarded_events or summary.discarded_heartbeats:
+            gone = (
+                f"; discarded {summary.discarded_events} unsent counts and "
+                f"{summary.discarded_heartbeats} unsent heartbeat(s)"
+            )
         click.echo(f"telemetry is off: nothing sent, no connection opened{gone}")
         return 0
     for d in summary.deliveries:

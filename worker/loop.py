@@ -134,7 +134,8 @@ class Summary:
     deliveries: tuple[Delivery, ...] = ()
     pending: str | None = None  # id of a heartbeat still pending after the cycle
     retired: bool = False  # the configured endpoint answered 410
-    discarded_events: int = 0  # mode off: unsent counts deleted
+    discarded_events: int = 0  # mode off: unsealed counts deleted
+    discarded_heartbeats: int = 0  # mode off: sealed, unsent heartbeats deleted
     next_due_at: float | None = None
     maintained: bool = False
 
@@ -194,11 +195,33 @@ class Worker:
     def open(self) -> None:
         """Check (and if needed recover) the outbox, then take the lease.
 
+        When there is no outbox yet and the environment leaves telemetry off, the
+        worker creates nothing: it stays *dormant* (each cycle only looks for the
+        file, which appears when the organisation turns telemetry on).
+
         :raises LeaseHeld: another worker holds it (unless ``wait_for_lease``).
         :raises StorageError: the outbox cannot be used.
         """
+        self.started_at = self._clock()
+        cfg = self.config
+        if (
+            not cfg.db_path.exists()
+            and decide(cfg.env_enabled, cfg.do_not_track, None).mode == "off"
+        ):
+            log.info(
+                "no outbox at %s and telemetry is off: nothing to do until it is turned on",
+                cfg.db_path,
+            )
+            return
+        self._open_outbox()
+
+    @property
+    def dormant(self) -> bool:
+        """True while no outbox was opened (none exists and telemetry is off)."""
+        return self._conn is None
+
+    def _open_outbox(self) -> None:
         now = self._clock()
-        self.started_at = now
         try:
             self._conn, _ = open_outbox(self.config.db_path, now=now)
         except sqlite3.Error as e:
@@ -267,6 +290,10 @@ class Worker:
     def tick(self, now: float, *, force: bool = False) -> Summary:
         """One cycle at time ``now``. ``force`` (``--once``): seal now and try to deliver
         whatever is pending, ignoring the schedule and the backoff window."""
+        if self._conn is None:
+            if not self.config.db_path.exists():
+                return Summary(mode="off")
+            self._open_outbox()
         if self._lease is not None:
             self._lease.renew(now)
         decision = self.decision()
@@ -316,15 +343,14 @@ class Worker:
 
     def _off(self, now: float, *, force: bool) -> Summary:
         conn = self.conn
-        discarded = 0
+        discarded = store.Discarded(0, 0)
         unsent = (
             store.last_event_id(conn) > store.sealed_through(conn)
             or heartbeats.pending(conn) is not None
             or any(store.drops(conn).pending.values())
         )
         if unsent:
-            d = store.discard_unsent(conn)
-            discarded = d.events
+            d = discarded = store.discard_unsent(conn)
             log.info(
                 "telemetry is off (%s): discarded %d unsent counts and %d unsent heartbeat(s)",
                 self.decision().reason,
@@ -340,7 +366,12 @@ class Worker:
             conn.execute("DELETE FROM meta WHERE key IN ('next_due_at', 'next_attempt_at')")
             set_meta(conn, "last_cycle_at", int(now))
         self._step("after_cycle")
-        return Summary(mode="off", discarded_events=discarded, maintained=maintained)
+        return Summary(
+            mode="off",
+            discarded_events=discarded.events,
+            discarded_heartbeats=discarded.heartbeats,
+            maintained=maintained,
+        )
 
     # -- schedule and seal ------------------------------------------------------------------
 
@@ -374,11 +405,12 @@ class Worker:
         if hb is None:
             return None
         log.info(
-            "sealed heartbeat %s (sequence %d, events %d..%d, %d bytes%s)",
+            "sealed heartbeat %s (sequence %d, %s, %d bytes%s)",
             hb.id,
             hb.sequence,
-            hb.first_event_id + 1,
-            hb.last_event_id,
+            f"events {hb.first_event_id + 1}..{hb.last_event_id}"
+            if hb.last_event_id > hb.first_event_id
+            else "no new events",
             len(hb.payload),
             ", local: kept here, never sent" if local else "",
         )

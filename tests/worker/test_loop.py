@@ -190,7 +190,7 @@ def test_off_discards_unsent_data_and_never_builds_a_client(
     w = make_worker(endpoint=receiver.url, env_enabled="false")
     assert heartbeats.pending(w.conn) is not None
     s = w.tick(clock.now + HOUR, force=True)
-    assert s.mode == "off" and s.discarded_events == 4
+    assert (s.mode, s.discarded_events, s.discarded_heartbeats) == ("off", 4, 1)
     assert heartbeats.pending(w.conn) is None and store.pending_counters(w.conn) == []
     assert totals(db_path) == {}
     assert w._sender is None and receiver.connections == 0
