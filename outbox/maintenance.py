@@ -20,8 +20,10 @@ from pathlib import Path
 from outbox.db import transaction
 from outbox.store import Discarded, add_drops, discard_unsent, last_event_id, sealed_through
 
-#: Rows one maintenance transaction may touch.
-DEFAULT_CHUNK = 20_000
+#: Rows one maintenance transaction may touch. 5,000 keeps one compaction
+#: window (the heaviest: a GROUP BY, an UPDATE and a DELETE) near 10 ms on a
+#: small machine, so a track call waits one window at most (benchmarks/seal_backlog.py).
+DEFAULT_CHUNK = 5_000
 
 #: Unsealed rows kept after compaction; past this the oldest are dropped and
 #: counted as ``dropped.over_capacity``. After compaction a row is one
@@ -261,7 +263,7 @@ def purge(
         if n < chunk:
             break
     n_rows = delete_covered_events(conn, chunk=chunk, hook=hook)
-    vacuum(conn)
+    vacuum(conn, hook=hook)
     return Purged(
         n_hb, n_rows, unsent, max(0, pages_before - _pages(conn)) * _page_size(conn), False
     )
@@ -275,19 +277,26 @@ def _page_size(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
-def vacuum(conn: sqlite3.Connection, *, pages_per_step: int = 2_000) -> int:
-    """Give free pages back to the file system, a few thousand pages per transaction."""
+def vacuum(conn: sqlite3.Connection, *, pages_per_step: int = 1_000, hook: Hook = _noop) -> int:
+    """Give free pages back to the file system, ``pages_per_step`` pages per transaction.
+
+    :param hook: called with ``"vacuum"`` between two transactions.
+    """
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2 = INCREMENTAL
         return 0
     freed = 0
     free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     while free > 0:
-        conn.execute(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})").fetchall()
+        # executescript steps the pragma to completion: execute() would step it once,
+        # and each step frees a single page.
+        conn.executescript(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})")
         left = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         if left >= free:  # nothing moved (another writer, or nothing to move): stop
             break
         freed += free - left
         free = left
+        if free > 0:
+            hook("vacuum")
     return freed
 
 
