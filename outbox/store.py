@@ -61,13 +61,21 @@ AGGREGATE_WINDOW = 50_000
 
 
 def aggregate_range(
-    conn: sqlite3.Connection, after: int, through: int, *, window: int = AGGREGATE_WINDOW
+    conn: sqlite3.Connection,
+    after: int,
+    through: int,
+    *,
+    window: int = AGGREGATE_WINDOW,
+    hook: Callable[[str], None] | None = None,
 ) -> tuple[list[Aggregate], int | None]:
     """Per-day sums of the events with ``after < id <= through``, and their earliest time.
 
     One pass over the id range (the rowid b-tree), in windows of ``window`` ids:
     memory holds one window's rows plus one entry per (kind, name, day), whatever
-    the backlog. Call it inside one read transaction for a consistent snapshot.
+    the backlog. Outside a transaction each window is its own snapshot; call it
+    inside one read transaction for a single snapshot.
+
+    :param hook: called with ``"plan"`` between two windows.
     """
     sums: dict[tuple[str, str, int], int] = {}
     first: int | None = None
@@ -83,6 +91,8 @@ def aggregate_range(
             sums[key] = sums.get(key, 0) + int(count)
             first = int(min_at) if first is None else min(first, int(min_at))
         lo = hi
+        if hook is not None and lo < through:
+            hook("plan")
     aggregates = [
         Aggregate(kind, name, day_of(day * 86400), count)  # type: ignore[arg-type]
         for (kind, name, day), count in sums.items()
