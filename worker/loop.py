@@ -59,6 +59,7 @@ Hook = Callable[[str], None]
 
 #: Step names passed to ``hook``, in the order a cycle reaches them.
 STEPS: Final = (
+    "plan",  # between two read windows of a seal's aggregation (big backlogs only)
     "before_post",  # a pending heartbeat is about to be POSTed
     "after_post",  # the answer is in, nothing marked yet
     "after_mark",  # the outcome is committed
@@ -70,12 +71,14 @@ STEPS: Final = (
     "capacity",  # after each size-cap transaction
     "before_purge",
     "purge",  # between deletion chunks
+    "vacuum",  # between incremental-vacuum transactions
     "before_checkpoint",
     "checkpoint",  # after a WAL checkpoint (also the cheap one between cycles)
     "after_cycle",
 )
 
-_INTERRUPTIBLE: Final = frozenset({"compact", "capacity", "purge"})
+#: Steps between two maintenance transactions: a stop request is honoured there.
+_CHUNK_STEPS: Final = frozenset({"compact", "capacity", "purge", "vacuum"})
 
 
 class _Interrupted(Exception):
@@ -102,6 +105,7 @@ class Config:
     retention: int = maintenance.DEFAULT_RETENTION_SECONDS
     max_rows: int = maintenance.DEFAULT_MAX_ROWS
     chunk: int = maintenance.DEFAULT_CHUNK
+    chunk_pause: float = 0.025
     checkpoint_every: float = 30.0
     maintenance_every: float = 600.0
     lease_poll: float = 30.0
@@ -284,8 +288,27 @@ class Worker:
 
     def _step(self, name: str) -> None:
         self._hook(name)
-        if name in _INTERRUPTIBLE and self.stop_event.is_set():
-            raise _Interrupted(name)
+        if name == "plan":
+            # Between two read windows of a seal: the WAL written meanwhile can be
+            # checkpointed now (not while a read is open), by us rather than a track
+            # call; the pause lets a writer restart the WAL from its beginning, which
+            # it cannot do while a reader is open.
+            maintenance.checkpoint(self.conn, "PASSIVE")
+            if self.config.chunk_pause > 0:
+                self.stop_event.wait(self.config.chunk_pause)
+        elif name in _CHUNK_STEPS:
+            if self.stop_event.is_set():
+                raise _Interrupted(name)
+            # Maintenance writes megabytes of WAL; copying it back as it goes (PASSIVE:
+            # writers never wait for it) keeps the WAL far from the size at which a
+            # track call's own commit would have to checkpoint it.
+            maintenance.checkpoint(self.conn, "PASSIVE")
+            # SQLite's busy handler polls (1, 2, 5, 10, 15, 20 ms ...) and is not fair: a
+            # track call waiting while transactions follow each other back to back can
+            # miss every gap and time out. A pause longer than its polling interval lets
+            # it in; with short chunks its wait stays at one chunk plus one pause.
+            if self.config.chunk_pause > 0 and self.stop_event.wait(self.config.chunk_pause):
+                raise _Interrupted(name)
 
     def tick(self, now: float, *, force: bool = False) -> Summary:
         """One cycle at time ``now``. ``force`` (``--once``): seal now and try to deliver
@@ -309,7 +332,7 @@ class Worker:
         due = self._due(now)
         sealed = None
         if force or now >= due:
-            sealed = self._seal(now, local=decision.mode == "local", allow_empty=not force)
+            sealed = self.seal(now, local=decision.mode == "local", allow_empty=not force)
             if sealed is not None:
                 due = self._due(now)
         if sealed is not None and decision.mode == "on" and not retired:
@@ -320,7 +343,7 @@ class Worker:
         maintained = False
         overdue = now - self._last_maintenance >= self.config.maintenance_every
         if force or sealed or deliveries or overdue:
-            maintained = self._maintain(now)
+            maintained = self.maintain(now)
         elif now - self._last_checkpoint >= self.config.checkpoint_every:
             self._checkpoint(now)
         left = heartbeats.pending(self.conn)
@@ -359,7 +382,7 @@ class Worker:
             )
         maintained = False
         if force or unsent or now - self._last_maintenance >= self.config.maintenance_every:
-            maintained = self._maintain(now)
+            maintained = self.maintain(now)
         elif now - self._last_checkpoint >= self.config.checkpoint_every:
             self._checkpoint(now)
         with transaction(conn):
@@ -385,11 +408,12 @@ class Worker:
             instance_id=store.instance_id(self.conn, self._new_id),
         )
 
-    def _seal(self, now: float, *, local: bool, allow_empty: bool) -> str | None:
+    def seal(self, now: float, *, local: bool = False, allow_empty: bool = False) -> str | None:
+        """Seal the unsent events into a heartbeat, unless one is pending; returns its id."""
         conn = self.conn
         if heartbeats.pending(conn) is not None:
             return None  # one pending heartbeat at a time; the backlog waits for it
-        plan = heartbeats.plan_seal(conn)  # the heavy read, outside the write lock
+        plan = heartbeats.plan_seal(conn, hook=self._step)  # the heavy read, no write lock
         self._step("before_seal_commit")
         hb = heartbeats.commit_seal(
             conn,
@@ -534,7 +558,11 @@ class Worker:
 
     # -- maintenance ------------------------------------------------------------------------
 
-    def _maintain(self, now: float) -> bool:
+    def maintain(self, now: float) -> bool:
+        """Compaction, the size cap, purge past the retention period, checkpoint.
+
+        :returns: False when a stop request interrupted it between two chunks.
+        """
         conn, cfg, step = self.conn, self.config, self._step
         try:
             step("before_compact")

@@ -38,6 +38,7 @@ def make_config(db_path: Path, **overrides: Any) -> Config:
         "retry": RetryPolicy(attempts=3, max_wait=8.0),
         "connect_timeout": 2.0,
         "read_timeout": 5.0,
+        "chunk_pause": 0.0,
     }
     base.update(overrides)
     return Config(**base)
