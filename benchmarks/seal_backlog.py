@@ -45,6 +45,7 @@ from outbox.maintenance import DEFAULT_CHUNK  # noqa: E402  (after the path is s
 T_START = 1_795_600_800 - 30 * 86400  # 30 days before 2026-11-25T10:00Z
 NAMES = 200
 PAUSE = 0.3  # seconds between worker steps, so that each stall is attributed to one step
+IDLE = 5.0  # seconds the writer runs alone first: the machine's own noise, for comparison
 
 
 def build(path: Path, n: int) -> float:
@@ -201,6 +202,12 @@ def run_size(n: int, folder: Path, chunk: int, pause: float) -> dict[str, Any]:
         while not Path(wout + ".ready").exists():
             time.sleep(0.01)
         time.sleep(0.3)
+        if mode == "floor":  # the control: the writer alone, nothing else on this outbox
+            idle_start = time.time()
+            time.sleep(IDLE)
+            idle = json.dumps(
+                {"step": "idle", "start": idle_start, "end": time.time(), "rss": 0.0, "peak": 0.0}
+            )
         child = subprocess.run(
             [sys.executable, __file__, "--worker", mode, str(target), str(chunk), str(pause)],
             capture_output=True,
@@ -211,8 +218,8 @@ def run_size(n: int, folder: Path, chunk: int, pause: float) -> dict[str, Any]:
         wp.send_signal(signal.SIGTERM)
         wp.wait()
         samples = [tuple(x) for x in json.loads(Path(wout).read_text())]
-        idle = [lat for (start, lat, _) in samples]
-        for line in child.stdout.splitlines():
+        lines = child.stdout.splitlines() + ([idle] if mode == "floor" else [])
+        for line in lines:
             d = json.loads(line)
             # a call belongs to every step its wait overlapped
             during = [
@@ -220,11 +227,14 @@ def run_size(n: int, folder: Path, chunk: int, pause: float) -> dict[str, Any]:
                 for (start, lat, ok) in samples
                 if start <= d["end"] and start + lat >= d["start"]
             ]
-            d["worst_ms"] = max(lat for lat, _ in during) * 1000 if during else None
+            lats = sorted(lat for lat, _ in during)
+            d["worst_ms"] = lats[-1] * 1000 if lats else None
+            d["p99_ms"] = lats[int(len(lats) * 0.99)] * 1000 if lats else None
+            d["over_20ms"] = sum(1 for lat in lats if lat > 0.020)
             d["calls"] = len(during)
             d["failed"] = sum(1 for _, ok in during if not ok)
             steps[d["step"]] = d
-        results[f"writer_calls_{mode}"] = len(idle)
+        results[f"writer_calls_{mode}"] = len(samples)
     results["steps"] = steps
     for p in (path, copy):
         for suffix in ("", "-wal", "-shm"):
@@ -268,23 +278,42 @@ def main() -> int:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    head = (
-        f"{'rows':>9} {'floor s':>8} {'seal s':>7} {'µs/row':>6} {'commit ms':>9} "
-        f"{'stall seal':>10} {'purge s':>7} {'stall purge':>11} {'compact s':>9} "
-        f"{'stall compact':>13} {'capacity s':>10} {'stall cap':>9} {'peak RSS MB':>11}"
-    )
+    """One row per backlog; ``stall`` is the worst track-call latency during that step."""
+    cols = [
+        ("rows", 9),
+        ("idle stall", 10),
+        ("floor s", 7),
+        ("seal s", 7),
+        ("µs/row", 6),
+        ("commit ms", 9),
+        ("stall seal", 10),
+        ("purge s", 7),
+        ("stall purge", 11),
+        ("compact s", 9),
+        ("stall compact", 13),
+        ("worker RSS MB", 13),
+    ]
+    head = " ".join(f"{name:>{width}}" for name, width in cols)
     print(head)
     print("-" * len(head))
     for r in results:
         steps = r["steps"]
-        peak = max(d["peak"] for d in steps.values())
-        print(
-            f"{r['rows']:>9,} {_secs(steps, 'floor'):>8.2f} {_secs(steps, 'seal'):>7.2f} "
-            f"{_secs(steps, 'seal') / r['rows'] * 1e6:>6.2f} {steps['seal']['commit_ms']:>9.1f} "
-            f"{_ms(steps, 'seal'):>10} {_secs(steps, 'purge'):>7.2f} {_ms(steps, 'purge'):>11} "
-            f"{_secs(steps, 'compact'):>9.2f} {_ms(steps, 'compact'):>13} "
-            f"{_secs(steps, 'capacity'):>10.2f} {_ms(steps, 'capacity'):>9} {peak:>11.1f}"
-        )
+        peak = max(d["peak"] for name, d in steps.items() if name not in ("idle", "floor"))
+        cells = [
+            f"{r['rows']:,}",
+            _ms(steps, "idle"),
+            f"{_secs(steps, 'floor'):.2f}",
+            f"{_secs(steps, 'seal'):.2f}",
+            f"{_secs(steps, 'seal') / r['rows'] * 1e6:.2f}",
+            f"{steps['seal']['commit_ms']:.1f}",
+            _ms(steps, "seal"),
+            f"{_secs(steps, 'purge'):.2f}",
+            _ms(steps, "purge"),
+            f"{_secs(steps, 'compact'):.2f}",
+            _ms(steps, "compact"),
+            f"{peak:.1f}",
+        ]
+        print(" ".join(f"{c:>{width}}" for c, (_, width) in zip(cells, cols, strict=True)))
 
 
 def _ms(steps: dict[str, dict[str, Any]], step: str) -> str:

@@ -186,6 +186,7 @@ def _report_once(summary: Summary) -> int:
     type=click.IntRange(1, 3650),
     default=30,
     show_default=True,
+    metavar="DAYS",
     help="Keep sent and rejected heartbeats this long (for `outbox heartbeats`).",
 )
 @click.option(

@@ -548,7 +548,7 @@ class Worker:
         # One line per backoff window, whatever the number of attempts in it.
         log.warning(
             "heartbeat %s (sequence %d) not delivered: %s after %d attempt(s); "
-            "it stays pending, next try in %d s",
+            "it stays pending (next delivery cycle in %d s)",
             hb.id,
             hb.sequence,
             d.error,

@@ -1,4 +1,4 @@
-"""The worker's maintenance on a real outbox: chunked, yielding, and the core pieces it relies on."""
+"""The worker's maintenance on a real outbox: chunked, yielding, and the core parts it uses."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def test_aggregate_range_in_windows_equals_one_group_by(conn: sqlite3.Connection
         assert sorted((a.kind, a.name, str(a.day), a.count) for a in aggs) == one
         assert first == T0  # the earliest `at` of the range
     aggs, _ = store.aggregate_range(conn, 250, 750, window=64)
-    assert sum(a.count for a in aggs) == conn.execute(
-        "SELECT sum(count) FROM events WHERE id > 250 AND id <= 750"
-    ).fetchone()[0]
+    assert (
+        sum(a.count for a in aggs)
+        == conn.execute("SELECT sum(count) FROM events WHERE id > 250 AND id <= 750").fetchone()[0]
+    )
 
 
 def test_vacuum_frees_every_page_in_a_few_transactions(conn: sqlite3.Connection) -> None:
