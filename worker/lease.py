@@ -112,6 +112,8 @@ class Lease:
         self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
         self._alive = alive
         self.held = False
+        #: When the lease was last taken or renewed (the caller's clock).
+        self.renewed_at = float("-inf")
 
     def acquire(self, now: float) -> LeaseRow | None:
         """Take the lease if we may; returns ``None`` when taken, else the row of its holder."""
@@ -127,6 +129,7 @@ class Lease:
                 (self.owner, self.pid, int(now), int(now + self.ttl)),
             )
         self.held = True
+        self.renewed_at = now
         _held_here.add(self.owner)
         return None
 
@@ -145,6 +148,7 @@ class Lease:
                 f"another worker ({holder}) took over this outbox while this one was stalled; "
                 "this worker stops so that only one sends"
             )
+        self.renewed_at = now
 
     def release(self, now: float) -> None:
         """Let the lease go (kept as a row that expired now, so ``outbox status`` shows who ran)."""

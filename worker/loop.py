@@ -288,6 +288,8 @@ class Worker:
 
     def _step(self, name: str) -> None:
         self._hook(name)
+        if name == "plan" or name in _CHUNK_STEPS:
+            self._keep_lease()
         if name == "plan":
             # Between two read windows of a seal: the WAL written meanwhile can be
             # checkpointed now (not while a read is open), by us rather than a track
@@ -476,6 +478,13 @@ class Worker:
     def _renew_now(self) -> None:
         if self._lease is not None:
             self._lease.renew(self._clock())
+
+    def _keep_lease(self) -> None:
+        """Renew the lease during a long step (a seal or maintenance of a big backlog)."""
+        if self._lease is not None and self._lease.held:
+            now = self._clock()
+            if now - self._lease.renewed_at > self.config.lease_ttl / 3:
+                self._lease.renew(now)
 
     def _deliver(self, now: float, *, force: bool) -> Delivery | None:
         hb = heartbeats.pending(self.conn)

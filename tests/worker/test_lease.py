@@ -140,3 +140,24 @@ def test_with_wait_a_second_worker_waits_for_the_first(
     assert waits == [15.0, 15.0]
     r = read(second.conn)
     assert second._lease is not None and r is not None and r.owner == second._lease.owner
+
+
+def test_the_lease_is_renewed_during_long_maintenance(
+    make_worker: Callable[..., Worker], clock: FakeClock
+) -> None:
+    w = make_worker(env_enabled="local", chunk=100)
+    w.conn.executemany(
+        "INSERT INTO events (kind, name, count, at) VALUES ('api', 'users.list', 1, ?)",
+        [(T0 + i * 86400 // 50,) for i in range(1_000)],  # 1,000 rows over 20 days
+    )
+    ttl = w.config.lease_ttl
+
+    def hook(step: str) -> None:
+        if step == "compact":
+            clock.advance(ttl / 4)  # each chunk "takes" a quarter of the lease
+
+    w._hook = hook
+    w.maintain(clock.now)
+    r = read(w.conn)
+    assert r is not None and r.expires_at > clock.now  # still ours, never lapsed
+    assert Lease(w.conn, ttl=ttl).acquire(clock.now) is not None  # nobody else may take it
