@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,15 +87,25 @@ class SealPlan:
         return not self.aggregates
 
 
-def plan_seal(conn: sqlite3.Connection) -> SealPlan:
-    """Read the range the next seal covers and its per-day sums (one read transaction)."""
-    conn.execute("BEGIN")  # one snapshot for the cursor, the mark and the sums
+def plan_seal(conn: sqlite3.Connection, *, hook: Callable[[str], None] | None = None) -> SealPlan:
+    """Read the range the next seal covers and its per-day sums, without the write lock.
+
+    The cursor and the mark come from one snapshot; the sums are read one window
+    of ids at a time, each its own snapshot, with ``hook("plan")`` between windows.
+    A read that spans a large backlog would otherwise keep the WAL from being
+    checkpointed for seconds, and a track call would end up paying for it; the
+    worker checkpoints in the hook. Reading window by window is exact because the
+    rows of the range change only by compaction, which only the worker that seals
+    runs (one worker per outbox), and by discarding, which moves the cursor and
+    makes :func:`commit_seal` refuse the plan.
+    """
+    conn.execute("BEGIN")  # one snapshot for the cursor and the mark
     try:
         after = sealed_through(conn)
         through = max(after, last_event_id(conn))
-        aggregates, first_at = aggregate_range(conn, after, through)
     finally:
         conn.execute("COMMIT")
+    aggregates, first_at = aggregate_range(conn, after, through, hook=hook)
     return SealPlan(after, through, aggregates, first_at)
 
 

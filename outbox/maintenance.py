@@ -20,8 +20,10 @@ from pathlib import Path
 from outbox.db import transaction
 from outbox.store import Discarded, add_drops, discard_unsent, last_event_id, sealed_through
 
-#: Rows one maintenance transaction may touch.
-DEFAULT_CHUNK = 20_000
+#: Rows one maintenance transaction may touch. 5,000 keeps one compaction
+#: window (the heaviest: a GROUP BY, an UPDATE and a DELETE) near 10 ms on a
+#: small machine, so a track call waits one window at most (benchmarks/seal_backlog.py).
+DEFAULT_CHUNK = 5_000
 
 #: Unsealed rows kept after compaction; past this the oldest are dropped and
 #: counted as ``dropped.over_capacity``. After compaction a row is one
@@ -46,16 +48,20 @@ def _ensure_fold_table(conn: sqlite3.Connection) -> None:
     )
 
 
-def _fold_window(conn: sqlite3.Connection, after: int, through: int) -> int:
-    """Fold the rows with ``after < id <= through``; returns the rows removed."""
+def _plan_fold(conn: sqlite3.Connection, after: int, through: int) -> bool:
+    """Fill ``temp.fold`` for the rows with ``after < id <= through`` (a read of the
+    main database: no write lock); True when some group has rows to fold."""
     conn.execute("DELETE FROM temp.fold")
     conn.execute(
         "INSERT INTO temp.fold SELECT min(id), sum(count), min(at), count(*) FROM events "
         "WHERE id > ? AND id <= ? GROUP BY kind, name, at / 86400",
         (after, through),
     )
-    if conn.execute("SELECT 1 FROM temp.fold WHERE n > 1 LIMIT 1").fetchone() is None:
-        return 0
+    return conn.execute("SELECT 1 FROM temp.fold WHERE n > 1 LIMIT 1").fetchone() is not None
+
+
+def _apply_fold(conn: sqlite3.Connection, after: int, through: int) -> int:
+    """Apply ``temp.fold`` inside a write transaction; returns the rows removed."""
     conn.execute(
         "UPDATE events SET count = f.total, at = f.first_at FROM temp.fold AS f "
         "WHERE events.id = f.keep AND f.n > 1"
@@ -86,6 +92,13 @@ def compact(
     pass, over far fewer rows. Rows tracked while compaction runs are left for
     the next run.
 
+    The window's bound and its GROUP BY are read before the write lock is taken
+    (two thirds of the work); the transaction only rewrites the window. That is
+    exact because the unsealed rows below ``through`` change only by compaction
+    and the size cap, which only the one worker of an outbox runs, one after the
+    other, and by discarding, which moves the cursor (checked in the transaction).
+    A window with nothing to fold takes no write lock at all.
+
     :param hook: called with a step name between transactions (tests use it to
         kill the process at a precise point).
     """
@@ -97,16 +110,19 @@ def compact(
         pass_removed = 0
         cursor = start
         while cursor < through:
-            with transaction(conn):
-                if sealed_through(conn) != start:
-                    return Compacted(removed + pass_removed, transactions)
-                row = conn.execute(
-                    "SELECT id FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?",
-                    (cursor, through, chunk - 1),
-                ).fetchone()
-                end = through if row is None else int(row[0])
-                pass_removed += _fold_window(conn, cursor, end)
-            transactions += 1
+            row = conn.execute(
+                "SELECT id FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?",
+                (cursor, through, chunk - 1),
+            ).fetchone()
+            end = through if row is None else int(row[0])
+            if _plan_fold(conn, cursor, end):
+                with transaction(conn):
+                    if sealed_through(conn) != start:
+                        return Compacted(removed + pass_removed, transactions)
+                    pass_removed += _apply_fold(conn, cursor, end)
+                transactions += 1
+            elif sealed_through(conn) != start:
+                return Compacted(removed + pass_removed, transactions)
             cursor = end
             hook("compact")
         removed += pass_removed
@@ -261,7 +277,7 @@ def purge(
         if n < chunk:
             break
     n_rows = delete_covered_events(conn, chunk=chunk, hook=hook)
-    vacuum(conn)
+    vacuum(conn, hook=hook)
     return Purged(
         n_hb, n_rows, unsent, max(0, pages_before - _pages(conn)) * _page_size(conn), False
     )
@@ -275,19 +291,26 @@ def _page_size(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
-def vacuum(conn: sqlite3.Connection, *, pages_per_step: int = 2_000) -> int:
-    """Give free pages back to the file system, a few thousand pages per transaction."""
+def vacuum(conn: sqlite3.Connection, *, pages_per_step: int = 500, hook: Hook = _noop) -> int:
+    """Give free pages back to the file system, ``pages_per_step`` pages per transaction.
+
+    :param hook: called with ``"vacuum"`` between two transactions.
+    """
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2 = INCREMENTAL
         return 0
     freed = 0
     free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     while free > 0:
-        conn.execute(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})").fetchall()
+        # executescript steps the pragma to completion: execute() would step it once,
+        # and each step frees a single page.
+        conn.executescript(f"PRAGMA incremental_vacuum({min(free, pages_per_step)})")
         left = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
         if left >= free:  # nothing moved (another writer, or nothing to move): stop
             break
         freed += free - left
         free = left
+        if free > 0:
+            hook("vacuum")
     return freed
 
 

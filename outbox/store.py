@@ -54,24 +54,49 @@ def pending_counters(conn: sqlite3.Connection, kind: Kind | None = None) -> list
     return sorted(rows, key=lambda c: (order[c.kind], c.name))
 
 
+#: Event ids one GROUP BY of :func:`aggregate_range` covers. SQLite aggregates by
+#: sorting, and its sorter holds every row of the query (in memory: temp_store is
+#: MEMORY), so a backlog is summed in windows and the windows merged here.
+AGGREGATE_WINDOW = 50_000
+
+
 def aggregate_range(
-    conn: sqlite3.Connection, after: int, through: int
+    conn: sqlite3.Connection,
+    after: int,
+    through: int,
+    *,
+    window: int = AGGREGATE_WINDOW,
+    hook: Callable[[str], None] | None = None,
 ) -> tuple[list[Aggregate], int | None]:
     """Per-day sums of the events with ``after < id <= through``, and their earliest time.
 
-    One pass over the id range (the rowid b-tree); the temporary b-tree of the
-    GROUP BY holds one entry per (kind, name, day), so memory does not grow with
-    the number of rows.
+    One pass over the id range (the rowid b-tree), in windows of ``window`` ids:
+    memory holds one window's rows plus one entry per (kind, name, day), whatever
+    the backlog. Outside a transaction each window is its own snapshot; call it
+    inside one read transaction for a single snapshot.
+
+    :param hook: called with ``"plan"`` between two windows.
     """
-    aggregates: list[Aggregate] = []
+    sums: dict[tuple[str, str, int], int] = {}
     first: int | None = None
-    for kind, name, day, count, min_at in conn.execute(
-        "SELECT kind, name, at / 86400 AS day, sum(count), min(at) FROM events "
-        "WHERE id > ? AND id <= ? GROUP BY kind, name, day",
-        (after, through),
-    ):
-        aggregates.append(Aggregate(kind, name, day_of(int(day) * 86400), int(count)))
-        first = int(min_at) if first is None else min(first, int(min_at))
+    lo = after
+    while lo < through:
+        hi = min(through, lo + window)
+        for kind, name, day, count, min_at in conn.execute(
+            "SELECT kind, name, at / 86400 AS day, sum(count), min(at) FROM events "
+            "WHERE id > ? AND id <= ? GROUP BY kind, name, day",
+            (lo, hi),
+        ):
+            key = (kind, name, int(day))
+            sums[key] = sums.get(key, 0) + int(count)
+            first = int(min_at) if first is None else min(first, int(min_at))
+        lo = hi
+        if hook is not None and lo < through:
+            hook("plan")
+    aggregates = [
+        Aggregate(kind, name, day_of(day * 86400), count)  # type: ignore[arg-type]
+        for (kind, name, day), count in sums.items()
+    ]
     return aggregates, first
 
 

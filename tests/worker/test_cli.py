@@ -1,0 +1,235 @@
+"""The real command line, ``python -m worker``, in a subprocess against a real receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from outbox import Telemetry, db, heartbeats, store
+from tests.helpers import child_env
+from tests.receiver import Receiver, Scripted
+from worker.__main__ import cli
+
+from .conftest import ROOT, run_worker
+
+ON = {"HELIOS_TELEMETRY_ENABLED": "true"}
+
+
+def tracked(make_telemetry: Callable[..., Telemetry]) -> None:
+    t = make_telemetry(clock=time.time)
+    for _ in range(12):
+        t.track_api_call("users.list")
+    t.track_api_call("groups.get", 3)
+    t.track_command("sync")
+    t.track_ui_action("bulk_edit", 2)
+    t.close()
+
+
+EXPECTED = {
+    ("api_usage", "users.list"): 12,
+    ("api_usage", "groups.get"): 3,
+    ("command_usage", "sync"): 1,
+    ("ui_actions", "bulk_edit"): 2,
+}
+
+
+def test_once_delivers_and_resets_the_counters(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    tracked(make_telemetry)
+    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("delivered heartbeat ") and "(accepted, 1 attempt(s))" in r.stdout
+    assert receiver.totals() == EXPECTED
+    [post] = receiver.posts()
+    conn = db.connect(db_path)
+    try:
+        assert store.pending_counters(conn) == []
+        [hb] = heartbeats.history(conn)
+        assert hb.status == "sent" and hb.payload == post.body
+        assert post.headers["idempotency-key"] == hb.id
+    finally:
+        conn.close()
+    # a second run has nothing to send
+    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    assert (r.returncode, r.stdout) == (0, "nothing to send\n")
+    assert len(receiver.posts()) == 1
+
+
+def test_once_reads_the_environment(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    tracked(make_telemetry)
+    env = child_env(
+        **ON,
+        HELIOS_TELEMETRY_DB=str(db_path),
+        HELIOS_TELEMETRY_ENDPOINT=receiver.url,
+        HELIOS_VERSION="9.9.9",
+        HELIOS_EDITION="licensed",
+    )
+    r = run_worker("--once", env=env)
+    assert r.returncode == 0, r.stderr
+    [p] = receiver.payloads()
+    assert p["app"] == {"version": "9.9.9", "edition": "licensed"}
+    assert receiver.posts()[0].headers["user-agent"] == "helios-telemetry/9.9.9"
+
+
+def test_once_exits_1_when_a_heartbeat_stays_pending(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    tracked(make_telemetry)
+    receiver.script.extend(Scripted(503) for _ in range(3))
+    r = run_worker(
+        "--once",
+        "--db",
+        str(db_path),
+        "--endpoint",
+        receiver.url,
+        "--retry-attempts",
+        "3",
+        "--retry-max-wait",
+        "0.01",
+        env=child_env(**ON),
+    )
+    assert r.returncode == 1
+    assert "still pending (HTTP 503); it will be retried" in r.stderr
+    assert r.stderr.count("not delivered") == 1  # one line for the whole backoff window
+    assert len(receiver.posts()) == 3
+    # the next run delivers the same heartbeat (the same bytes)
+    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    assert r.returncode == 0, r.stderr
+    bodies = {p.body for p in receiver.posts()}
+    assert len(bodies) == 1 and receiver.totals() == EXPECTED
+
+
+def test_once_reports_a_retired_endpoint(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    tracked(make_telemetry)
+    receiver.script.append(Scripted(410))
+    args = ("--once", "--db", str(db_path), "--endpoint", receiver.url)
+    r = run_worker(*args, env=child_env(**ON))
+    assert r.returncode == 1 and "the endpoint is retired (410 Gone)" in r.stderr
+    r = run_worker(*args, env=child_env(**ON))  # nothing is sent to it again
+    assert r.returncode == 1 and len(receiver.posts()) == 1
+    conn = db.connect(db_path)
+    try:
+        assert db.get_meta(conn, "retired_endpoint") == receiver.url
+    finally:
+        conn.close()
+
+
+def test_local_mode_seals_and_opens_no_connection(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    tracked(make_telemetry)
+    r = run_worker(
+        "--once",
+        "--db",
+        str(db_path),
+        "--endpoint",
+        receiver.url,
+        env=child_env(HELIOS_TELEMETRY_ENABLED="local"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("local mode: sealed heartbeat ")
+    assert receiver.connections == 0
+    conn = db.connect(db_path)
+    try:
+        [hb] = heartbeats.history(conn)
+        assert hb.status == "local" and hb.counts()["api_usage"] == {
+            "groups.get": 3,
+            "users.list": 12,
+        }
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        ((), {"HELIOS_EDITION": "enterprise"}, "HELIOS_EDITION='enterprise' is not understood"),
+        ((), {"HELIOS_TELEMETRY_ENABLED": "maybe"}, "HELIOS_TELEMETRY_ENABLED='maybe'"),
+        (
+            ("--endpoint", "http://telemetry.example/x"),
+            {},
+            "--endpoint http://telemetry.example/x is plain http",
+        ),
+        ((), {"HELIOS_TELEMETRY_ENDPOINT": "ftp://x"}, "is not an http(s) URL"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(
+    db_path: Path, args: tuple[str, ...], env: dict[str, str], needle: str
+) -> None:
+    r = run_worker("--once", "--db", str(db_path), *args, env=child_env(**env))
+    assert r.returncode == 2
+    assert r.stderr.startswith("outbox-worker: ") and needle in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stdout == ""
+    assert not db_path.exists()  # nothing created
+
+
+@pytest.mark.parametrize("args", [("--bogus",), ("--retry-attempts", "0"), ("--once", "extra")])
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    r = run_worker(*args)
+    assert r.returncode == 2 and "Usage: outbox-worker" in r.stderr
+
+
+def test_help_lists_every_option() -> None:
+    r = run_worker("--help")
+    assert r.returncode == 0
+    for param in cli.params:
+        for opt in param.opts:
+            assert opt in r.stdout
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "outbox-worker"
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and r.stdout.startswith("outbox-worker, version ")
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_and_exits_0(db_path: Path, receiver: Receiver) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "--db", str(db_path), "--endpoint", receiver.url],
+        cwd=ROOT,
+        env=child_env(**ON),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if db_path.exists():
+                conn = db.connect(db_path)
+                try:
+                    row = conn.execute("SELECT pid FROM worker_lease").fetchone()
+                finally:
+                    conn.close()
+                if row is not None and row[0] == proc.pid:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never took the lease")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM: finishing the current step, then exiting" in err
+    conn = db.connect(db_path)
+    try:
+        expires = conn.execute("SELECT expires_at FROM worker_lease").fetchone()[0]
+    finally:
+        conn.close()
+    assert expires <= time.time() + 1  # released on the way out
+    assert os.path.exists(db_path)

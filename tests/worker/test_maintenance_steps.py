@@ -1,0 +1,68 @@
+"""The worker's maintenance on a real outbox: chunked, yielding, and the core parts it uses."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from outbox import heartbeats, maintenance, store
+from tests.helpers import T0, FakeClock
+from worker.loop import Worker
+
+DAY = 86400
+
+
+def fill(conn: sqlite3.Connection, n: int, *, names: int = 7, days: int = 3) -> None:
+    conn.executemany(
+        "INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)",
+        [
+            ("api" if i % 3 else "ui", f"n{i % names}.list", 1 + i % 4, T0 + (i % days) * DAY + i)
+            for i in range(n)
+        ],
+    )
+
+
+def test_aggregate_range_in_windows_equals_one_group_by(conn: sqlite3.Connection) -> None:
+    fill(conn, 1000)
+    whole, _ = store.aggregate_range(conn, 0, 1000, window=10**9)
+    one = sorted((a.kind, a.name, str(a.day), a.count) for a in whole)
+    for window in (1, 7, 333, 1000):
+        aggs, first = store.aggregate_range(conn, 0, 1000, window=window)
+        assert sorted((a.kind, a.name, str(a.day), a.count) for a in aggs) == one
+        assert first == T0  # the earliest `at` of the range
+    aggs, _ = store.aggregate_range(conn, 250, 750, window=64)
+    assert (
+        sum(a.count for a in aggs)
+        == conn.execute("SELECT sum(count) FROM events WHERE id > 250 AND id <= 750").fetchone()[0]
+    )
+
+
+def test_vacuum_frees_every_page_in_a_few_transactions(conn: sqlite3.Connection) -> None:
+    fill(conn, 20_000)
+    conn.execute("DELETE FROM events")
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free > 100
+    steps: list[str] = []
+    freed = maintenance.vacuum(conn, pages_per_step=40, hook=steps.append)
+    assert freed == free and conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert steps == ["vacuum"] * (-(-free // 40) - 1)  # between transactions, not after the last
+
+
+def test_the_worker_yields_between_maintenance_chunks(
+    make_worker: Callable[..., Worker], conn: sqlite3.Connection, clock: FakeClock
+) -> None:
+    fill(conn, 3_000, names=3, days=2)
+    expected = {(c.kind, c.name): c.count for c in store.pending_counters(conn)}
+    steps: list[str] = []
+    w = make_worker(env_enabled="local", chunk=500, hook=steps.append)
+    assert w.maintain(clock.now)
+    assert steps.count("compact") >= 6  # 3,000 rows in windows of 500
+    after = {(c.kind, c.name): c.count for c in store.pending_counters(conn)}
+    assert after == expected  # compaction never changes the totals
+    # one row per (kind, name, day) is left: n0 is ui, n1 and n2 are api, over 2 days
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 3 * 2
+    # seal, settle, and the next maintenance deletes the covered rows in chunks, then vacuums
+    s = w.tick(clock.now, force=True)
+    hb = heartbeats.get(conn, s.sealed or "")
+    assert hb is not None and hb.status == "local"
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
