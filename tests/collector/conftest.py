@@ -1,0 +1,170 @@
+"""Collector fixtures: a storage on SQLite and on PostgreSQL, a real server around it.
+
+PostgreSQL: one throwaway cluster per test session (``initdb`` into a temp dir,
+its own port and socket dir, ``fsync=off``), started with ``runuser -u postgres``
+when running as root. If it cannot be started the PostgreSQL tests FAIL, so that
+CI cannot pass without them; ``HELIOS_SKIP_POSTGRES=1`` skips them instead (for a
+laptop without PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from collector import Storage, create_app
+from collector.schema import metadata
+from collector.server import serve_in_thread
+from tests.helpers import FakeClock
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(*cmd: str) -> subprocess.CompletedProcess[str]:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """``postgresql://app:…@127.0.0.1:PORT/app_test`` on a cluster made for this session."""
+    if os.environ.get("HELIOS_SKIP_POSTGRES") == "1":
+        pytest.skip("HELIOS_SKIP_POSTGRES=1: PostgreSQL tests skipped on purpose")
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        pytest.fail(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+            "apt-get install -y --no-install-recommends postgresql, "
+            "or set HELIOS_SKIP_POSTGRES=1 to skip these tests",
+            pytrace=False,
+        )
+    bindir = os.path.dirname(initdbs[-1])
+    tmp = tempfile.mkdtemp(prefix="collector-pg-")
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = os.path.join(tmp, "data"), _free_port()
+    started = False
+    try:
+        _as_postgres(
+            f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+            "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+        )  # fmt: skip
+        _as_postgres(
+            f"{bindir}/pg_ctl", "-D", data, "-l", f"{tmp}/server.log", "-w", "-t", "30", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
+            "-c fsync=off -c max_connections=200", "start",
+        )  # fmt: skip
+        started = True
+        psql = [f"{bindir}/psql", "-h", tmp, "-p", str(port), "-U", "postgres",
+                "-v", "ON_ERROR_STOP=1", "-q"]  # fmt: skip
+        _as_postgres(*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+        _as_postgres(*psql, "-c", "CREATE DATABASE app_test OWNER app")
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", "") or e
+        if started:
+            _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pytest.fail(
+            f"PostgreSQL could not be started for the tests: {detail}\n"
+            "Set HELIOS_SKIP_POSTGRES=1 to skip the PostgreSQL tests instead.",
+            pytrace=False,
+        )
+    try:
+        yield f"postgresql://app:app-pw@127.0.0.1:{port}/app_test"
+    finally:
+        _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reset_postgres(dsn: str) -> None:
+    """Drop every collector table: each test starts from an empty database."""
+    engine = sa.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where the test's collector database lives: a file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        return str(tmp_path / "collector" / "collector.db")
+    dsn = str(request.getfixturevalue("pg_dsn"))
+    reset_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
+def storage(db_target: str) -> Iterator[Storage]:
+    s = Storage(db_target)
+    yield s
+    s.close()
+
+
+@dataclass
+class Collector:
+    """A collector served by uvicorn on 127.0.0.1, and a client for it."""
+
+    url: str
+    http: httpx.Client
+    storage: Storage
+    clock: FakeClock
+
+    def post(self, body: bytes, **headers: str) -> httpx.Response:
+        return self.http.post(
+            "/api/instances/heartbeat",
+            content=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
+
+    def insights(self, days: int = 30, **params: int) -> dict[str, object]:
+        r = self.http.get("/api/insights", params={"days": days, **params})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def serve(storage: Storage, clock: FakeClock) -> Iterator[Callable[..., Collector]]:
+    """Start a collector on the test's storage: ``serve(**create_app_kwargs)``."""
+    stack: list[object] = []
+
+    def start(**kwargs: object) -> Collector:
+        kwargs.setdefault("clock", clock)
+        app = create_app(storage, **kwargs)  # type: ignore[arg-type]
+        cm = serve_in_thread(app)
+        running = cm.__enter__()
+        http = httpx.Client(base_url=running.url, timeout=30, trust_env=False)
+        stack.append((cm, http))
+        return Collector(running.url, http, storage, clock)
+
+    yield start
+    for cm, http in reversed(stack):  # type: ignore[misc]
+        http.close()
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def collector(serve: Callable[..., Collector]) -> Collector:
+    return serve()
