@@ -48,7 +48,7 @@ from collector.validate import Limits
     "--writers",
     type=click.IntRange(1, 64),
     default=None,
-    help="Concurrent write transactions [default: 1 on SQLite, 4 on PostgreSQL].",
+    help="Concurrent write transactions [default: 1 on SQLite, 2 on PostgreSQL].",
 )
 @click.option(
     "--sqlite-sync",

@@ -117,7 +117,7 @@ def create_app(
     :param storage: the database (tests pass their own, e.g. one that fails on purpose).
     :param clock: unix seconds: receipt times, "today" and "active" for insights.
     :param limits: body and payload size limits.
-    :param writers: concurrent write transactions; default 1 on SQLite, 4 on PostgreSQL.
+    :param writers: concurrent write transactions; default 1 on SQLite, 2 on PostgreSQL.
     :param max_batch: heartbeats stored per transaction at most.
     :param max_queue: heartbeats waiting at most before answering 503.
     :param migrate: create or upgrade the schema now (the CLI always does).
@@ -128,7 +128,7 @@ def create_app(
     batcher = Batcher(
         storage,
         clock=clock,
-        writers=writers or (1 if storage.dialect == "sqlite" else 4),
+        writers=writers or (1 if storage.dialect == "sqlite" else 2),
         max_items=max_batch,
         max_queue=max_queue or DEFAULT_MAX_QUEUE,
     )

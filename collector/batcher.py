@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -125,6 +126,7 @@ class Batcher:
     async def _store(self, batch: list[Waiting]) -> None:
         heartbeats = [hb for hb, _ in batch]
         now = int(self.clock())
+        started = time.perf_counter()
         try:
             outcomes = await anyio.to_thread.run_sync(
                 functools.partial(self.storage.ingest, heartbeats, now=now)
@@ -144,6 +146,9 @@ class Batcher:
             return
         self.batches += 1
         self.largest = max(self.largest, len(batch))
+        log.debug(
+            "stored %d heartbeats in %.1f ms", len(batch), (time.perf_counter() - started) * 1000
+        )
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)

@@ -119,13 +119,12 @@ def _top_table(kind: str, rows: list[Mapping[str, Any]]) -> str:
     body = "".join(
         f'<tr data-testid="top-{kind}-row"><td class="name">{escape(str(r["name"]))}</td>'
         f'<td class="bar">{_bar(int(r["count"]), largest, COLORS[kind])}</td>'
-        f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td>'
-        f'<td class="num">{fmt(int(r["instances"]))}</td></tr>'
+        f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td></tr>'
         for r in rows
     )
     return (
-        '<table><thead><tr><th>name</th><th></th><th class="num">count</th>'
-        f'<th class="num">instances</th></tr></thead><tbody>{body}</tbody></table>'
+        '<table><thead><tr><th>name</th><th></th><th class="num">count</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>"
     )
 
 

@@ -6,8 +6,7 @@
 * ``instances``: how many instances sent a heartbeat in the last 7 and 30 days
   (by receipt time), and in the window, by edition and by version;
 * ``totals`` and ``top``: per kind (API calls, commands, UI actions) the summed
-  counts over the window's UTC days, and the most used names with how many
-  instances used each;
+  counts over the window's UTC days, and the most used names;
 * ``daily``: one entry per UTC day of the window, zeros included;
 * ``dropped``: what the instances reported they could not record, by reason.
 """
@@ -19,7 +18,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from collector.schema import aggregated_metrics, instance_heartbeats, instance_metrics, instances
+from collector.schema import aggregated_metrics, instance_heartbeats, instances
 
 DAY: Final = 86_400
 KINDS: Final = ("api", "command", "ui")
@@ -38,9 +37,10 @@ def window(now: int, days: int) -> tuple[date, date]:
 
 def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> dict[str, Any]:
     """The insights document for the ``days`` UTC days up to today (``now``)."""
-    start, end = window(now, days)
+    first, last = window(now, days)
+    start, end = first.isoformat(), last.isoformat()  # days are stored as YYYY-MM-DD
     since = now - days * DAY
-    i, a, m, h = instances, aggregated_metrics, instance_metrics, instance_heartbeats
+    i, a, h = instances, aggregated_metrics, instance_heartbeats
 
     def active(seconds: int) -> int:
         q = sa.select(sa.func.count()).select_from(i).where(i.c.last_seen > now - seconds)
@@ -58,7 +58,7 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         return [{column.name: value, "instances": int(c)} for value, c in conn.execute(q)]
 
     in_window = (a.c.day >= start) & (a.c.day <= end)
-    sums: dict[tuple[date, str], int] = {}
+    sums: dict[tuple[str, str], int] = {}
     for day, kind, total in conn.execute(
         sa.select(a.c.day, a.c.kind, sa.func.sum(a.c["count"]))
         .where(in_window & a.c.kind.in_(KINDS))
@@ -67,8 +67,8 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         sums[(day, kind)] = int(total)
     daily = []
     for offset in range(days):
-        day = start + timedelta(days=offset)
-        daily.append({"day": day.isoformat(), **{k: sums.get((day, k), 0) for k in KINDS}})
+        day = (first + timedelta(days=offset)).isoformat()
+        daily.append({"day": day, **{k: sums.get((day, k), 0) for k in KINDS}})
 
     top_names: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
@@ -80,25 +80,7 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
             .order_by(total_col.desc(), a.c.name)
             .limit(top)
         ).all()
-        users: dict[str, int] = {}
-        if names:
-            users = {
-                name: int(n)
-                for name, n in conn.execute(
-                    sa.select(m.c.name, sa.func.count(sa.distinct(m.c.instance_id)))
-                    .where(
-                        (m.c.day >= start)
-                        & (m.c.day <= end)
-                        & (m.c.kind == kind)
-                        & m.c.name.in_([n for n, _ in names])
-                    )
-                    .group_by(m.c.name)
-                )
-            }
-        top_names[kind] = [
-            {"name": name, "count": int(total), "instances": users.get(name, 0)}
-            for name, total in names
-        ]
+        top_names[kind] = [{"name": name, "count": int(total)} for name, total in names]
 
     dropped = {
         reason: int(total)
@@ -118,8 +100,8 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
     return {
         "generated_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "days": days,
-        "from": start.isoformat(),
-        "to": end.isoformat(),
+        "from": start,
+        "to": end,
         "instances": {
             "active_7d": active(7 * DAY),
             "active_30d": active(30 * DAY),

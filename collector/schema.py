@@ -1,7 +1,9 @@
 """The collector's tables (SQLAlchemy Core) and their versioned migrations.
 
 The same definitions serve SQLite and PostgreSQL. Times are unix seconds in
-64-bit integers, days are ``DATE``, ids are the canonical 36-character UUID text.
+64-bit integers, UTC days are ``YYYY-MM-DD`` text (which sorts and compares as the
+date does, and needs no conversion in either driver), ids are the canonical
+36-character UUID text.
 Nothing here holds a client address: the collector never learns more about a
 sender than what its heartbeat says.
 
@@ -32,7 +34,8 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.BigInteger, nullable=False),
 )
 
-#: One row per heartbeat ever accepted: the idempotency record.
+#: One row per heartbeat ever accepted: the idempotency record, and the body as
+#: received (what ``forget`` subtracts exactly, and what an operator can audit).
 instance_heartbeats = sa.Table(
     "instance_heartbeats",
     metadata,
@@ -46,30 +49,18 @@ instance_heartbeats = sa.Table(
     sa.Column("edition", sa.String(16), nullable=False),
     sa.Column("version", sa.String(64), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
 #: The public totals: per UTC day, kind (api, command, ui, dropped) and name.
 aggregated_metrics = sa.Table(
     "aggregated_metrics",
     metadata,
-    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.CheckConstraint("count >= 0", name="aggregated_metrics_count_nonnegative"),
-)
-
-#: The same counts per instance: what ``forget`` subtracts exactly, and how many
-#: instances use a name.
-instance_metrics = sa.Table(
-    "instance_metrics",
-    metadata,
-    sa.Column("instance_id", sa.String(36), primary_key=True),
-    sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("kind", sa.String(8), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("instance_metrics_day_kind", "day", "kind", "name"),
 )
 
 instances = sa.Table(

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from collector.errors import PayloadError
 from outbox.names import KINDS, MAX_NAME_LENGTH, NAME_PATTERN, PAYLOAD_KEYS, Kind, is_valid_name
@@ -82,16 +82,17 @@ class Limits:
 
 
 DEFAULT_LIMITS: Final = Limits()
+#: For re-reading bodies that were accepted before (the limits may have changed since).
+NO_LIMITS: Final = Limits(2**62, 2**62, 2**62, 2**62, 2**62)
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One count of one (UTC day, kind, name)."""
 
-    day: date
+    day: str  # YYYY-MM-DD, checked to be a real date
     kind: Kind
     name: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, which nothing here uses
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ class Heartbeat:
     rows: tuple[Row, ...]  # from ``days``; (day, kind, name) unique
     dropped: Mapping[str, int]
     payload_sha256: str
-    size: int
+    body: bytes  # exactly as received
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
 
 
 def _echo(key: str) -> str:
@@ -212,13 +217,14 @@ def _time(value: object, field: str) -> int:
     return int(moment.astimezone(UTC).timestamp())
 
 
-def _day(key: str, field: str) -> date:
+def _day(key: str) -> str:
     if _DAY_RE.fullmatch(key) is None:
-        raise _invalid(field, "day keys must be UTC dates such as 2026-11-25")
+        raise _invalid(_path("days", key), "day keys must be UTC dates such as 2026-11-25")
     try:
-        return date.fromisoformat(key)
+        date.fromisoformat(key)
     except ValueError:
-        raise _invalid(field, "is not a real date") from None
+        raise _invalid(_path("days", key), "is not a real date") from None
+    return key
 
 
 def _counts(value: object, field: str, limits: Limits) -> dict[str, int]:
@@ -226,14 +232,15 @@ def _counts(value: object, field: str, limits: Limits) -> dict[str, int]:
     if len(counts) > limits.max_names_per_kind:
         raise _invalid(field, f"has more than {limits.max_names_per_kind} names")
     for name, count in counts.items():
-        where = _path(field, name)
+        # The hot path of a large heartbeat: field paths are only built for an error.
         if not is_valid_name(name):
             raise _invalid(
-                where,
+                _path(field, name),
                 f"name must be lowercase segments joined by '.', each a letter followed by "
                 f"letters, digits or '_', at most {MAX_NAME_LENGTH} characters",
             )
-        _int(count, where, 1, MAX_COUNT)
+        if type(count) is not int or not 1 <= count <= MAX_COUNT:
+            _int(count, _path(field, name), 1, MAX_COUNT)
     return counts
 
 
@@ -276,13 +283,15 @@ def _days(value: object, limits: Limits) -> tuple[list[Row], dict[Kind, dict[str
         raise _invalid("days", f"has more than {limits.max_days} days")
     rows: list[Row] = []
     sums: dict[Kind, dict[str, int]] = {kind: {} for kind in KINDS}
+    day_keys = tuple(PAYLOAD_KEYS.values())
     for key, per_day in days.items():
-        day = _day(key, _path("days", key))
-        per_day = _object(per_day, _path("days", key))
-        _exact_keys(per_day, tuple(PAYLOAD_KEYS.values()), _path("days", key))
+        day = _day(key)
+        where = f"days.{key}"  # key is a checked date: nothing to shorten
+        per_day = _object(per_day, where)
+        _exact_keys(per_day, day_keys, where)
         for payload_key, counts in per_day.items():
             kind = _KIND_OF_KEY[payload_key]
-            checked = _counts(counts, _path("days", key, payload_key), limits)
+            checked = _counts(counts, f"{where}.{payload_key}", limits)
             total = sums[kind]
             for name, count in checked.items():
                 rows.append(Row(day, kind, name, count))
@@ -342,7 +351,7 @@ def parse(body: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Heartbeat:
         rows=tuple(rows),
         dropped=dropped,
         payload_sha256=sha256_hex(body),
-        size=len(body),
+        body=body,
     )
 
 

@@ -43,18 +43,20 @@ def test_a_database_locked_by_another_process_is_503_not_500(tmp_path: Path) -> 
 class Poisoned(Storage):
     """Fails every transaction that holds a heartbeat with sequence 13.
 
-    Its first transaction waits until all ``hold_until`` requests have arrived,
-    so that the rest pile up into one batch: the poisoned one shares a batch.
+    Its first transaction signals ``holding`` and then waits until ``waiting``
+    requests are queued behind it, so that those share the next batch.
     """
 
     batches: list[tuple[int, bool]]
+    holding: threading.Event
     queued: Callable[[], int]
-    hold_until = 0
+    waiting = 0
 
     def ingest(self, batch: Sequence[Heartbeat], *, now: int) -> list[Outcome]:
         if not self.batches:
+            self.holding.set()
             deadline = time.monotonic() + 10
-            while self.queued() + len(batch) < self.hold_until and time.monotonic() < deadline:
+            while self.queued() < self.waiting and time.monotonic() < deadline:
                 time.sleep(0.005)
         poisoned = any(hb.sequence == 13 for hb in batch)
         self.batches.append((len(batch), poisoned))
@@ -65,17 +67,16 @@ class Poisoned(Storage):
 
 def test_one_bad_heartbeat_does_not_fail_the_others_in_its_batch(tmp_path: Path) -> None:
     storage = Poisoned(tmp_path / "collector.db")
-    storage.batches = []
+    storage.batches, storage.holding, storage.waiting = [], threading.Event(), 23
     app = create_app(storage, clock=FakeClock())
     storage.queued = lambda: len(app.state.batcher._queue)  # type: ignore[attr-defined]
-    storage.hold_until = 24
-    gate = threading.Barrier(24)
 
     def send(i: int) -> httpx.Response:
         iid = f"5d0c0000-0000-4000-8000-{i:012d}"
         b = body(instance_id=iid, sequence=13 if i == 5 else 1)
+        if i > 0:  # the first request goes alone and is held; the rest queue behind it
+            assert storage.holding.wait(10)
         with httpx.Client(base_url=running.url) as http:
-            gate.wait()
             return http.post("/api/instances/heartbeat", content=b,
                              headers={"Content-Type": "application/json"})  # fmt: skip
 
@@ -84,9 +85,8 @@ def test_one_bad_heartbeat_does_not_fail_the_others_in_its_batch(tmp_path: Path)
         with httpx.Client(base_url=running.url) as http:
             doc = http.get("/api/insights?days=7").json()
     # The batch holding the poison failed as a whole, then its members went one by one.
-    poisoned = sorted(n for n, bad in storage.batches if bad)
-    assert len(poisoned) == 2 and poisoned[0] == 1 and poisoned[1] > 1
-    assert storage.batches.count((1, False)) >= poisoned[1] - 1
+    assert storage.batches[:2] == [(1, False), (23, True)]
+    assert sorted(storage.batches[2:]) == [(1, False)] * 22 + [(1, True)]
     assert results[5].status_code == 500
     assert results[5].json() == {"error": "the collector's database failed; try again later"}
     assert [r.status_code for i, r in enumerate(results) if i != 5] == [200] * 23

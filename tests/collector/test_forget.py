@@ -7,7 +7,6 @@ import sqlalchemy as sa
 from collector.schema import (
     aggregated_metrics,
     instance_heartbeats,
-    instance_metrics,
     instances,
     sequence_gaps,
 )
@@ -20,7 +19,7 @@ OTHER = {("api", "users.list", DAY): 4, ("ui", "export_csv", DAY): 9}
 def rows_of(c: Collector, iid: str) -> dict[str, int]:
     def q(conn: sa.Connection) -> dict[str, int]:
         out = {}
-        for t in (instance_heartbeats, instance_metrics, instances, sequence_gaps):
+        for t in (instance_heartbeats, instances, sequence_gaps):
             n = conn.execute(
                 sa.select(sa.func.count()).select_from(t).where(t.c.instance_id == iid)
             ).scalar_one()
@@ -35,7 +34,7 @@ def aggregate_rows(c: Collector) -> dict[tuple[str, str, str], int]:
 
     def q(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
         return {
-            (k, n, d.isoformat()): int(c)
+            (k, n, d): int(c)
             for d, k, n, c in conn.execute(sa.select(a.c.day, a.c.kind, a.c.name, a.c["count"]))
         }
 
@@ -68,7 +67,6 @@ def test_forget_removes_one_instance_and_subtracts_exactly_its_counts(collector:
     assert aggregate_rows(c) == {**OTHER, ("dropped", "invalid_name", DAY): 5}
     assert rows_of(c, IID) == {
         "instance_heartbeats": 0,
-        "instance_metrics": 0,
         "instances": 0,
         "sequence_gaps": 0,
     }

@@ -52,17 +52,17 @@ def test_thirty_day_window(collector: Collector) -> None:
     assert doc["totals"] == {"api": 50, "command": 5, "ui": 10}
     assert doc["top"] == {
         "api": [
-            {"name": "users.list", "count": 25, "instances": 2},
-            {"name": "groups.get", "count": 20, "instances": 1},
-            {"name": "users.create", "count": 5, "instances": 1},
+            {"name": "users.list", "count": 25},
+            {"name": "groups.get", "count": 20},
+            {"name": "users.create", "count": 5},
         ],
         "command": [
-            {"name": "sync", "count": 3, "instances": 1},
-            {"name": "deploy", "count": 2, "instances": 1},
+            {"name": "sync", "count": 3},
+            {"name": "deploy", "count": 2},
         ],
         "ui": [
-            {"name": "export_csv", "count": 6, "instances": 1},
-            {"name": "bulk_edit", "count": 4, "instances": 1},
+            {"name": "export_csv", "count": 6},
+            {"name": "bulk_edit", "count": 4},
         ],
     }
     assert doc["dropped"] == {"over_capacity": 7}
@@ -92,7 +92,7 @@ def test_longer_window_includes_the_older_instance(collector: Collector) -> None
         {"version": "1.3.0", "instances": 1},
     ]
     assert doc["totals"] == {"api": 100, "command": 5, "ui": 10}
-    assert doc["top"]["api"][0] == {"name": "users.list", "count": 75, "instances": 3}  # type: ignore[index]
+    assert doc["top"]["api"][0] == {"name": "users.list", "count": 75}  # type: ignore[index]
 
 
 def test_short_window_and_top_limit(collector: Collector) -> None:
@@ -101,9 +101,9 @@ def test_short_window_and_top_limit(collector: Collector) -> None:
     assert (doc["from"], doc["to"]) == ("2026-11-24", "2026-11-25")
     assert doc["totals"] == {"api": 10, "command": 3, "ui": 4}
     assert doc["top"] == {
-        "api": [{"name": "users.create", "count": 5, "instances": 1}],  # ties: by name
-        "command": [{"name": "sync", "count": 3, "instances": 1}],
-        "ui": [{"name": "bulk_edit", "count": 4, "instances": 1}],
+        "api": [{"name": "users.create", "count": 5}],  # ties: by name
+        "command": [{"name": "sync", "count": 3}],
+        "ui": [{"name": "bulk_edit", "count": 4}],
     }
 
 
