@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -43,7 +44,6 @@ RETRY_AFTER_SECONDS: Final = 5
 _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 )
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _error(exc: CollectorError) -> JSONResponse:
@@ -93,12 +93,8 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int:
 
 
 def _instance_id(request: Request) -> str:
-    value = str(request.path_params["instance_id"])
-    if _CANONICAL_UUID.fullmatch(value) is None:
-        raise PayloadError(
-            422, "instance_id must be a UUID in lowercase hyphenated form", "instance_id"
-        )
-    return value
+    """The path's instance id, canonical (the route only matches UUIDs)."""
+    return str(request.path_params["instance_id"])
 
 
 def create_app(
@@ -204,6 +200,10 @@ def create_app(
             }
         )
 
+    async def one_instance(request: Request) -> Response:
+        # One route for both methods, so that a 405 lists both in Allow.
+        return await (forget(request) if request.method == "DELETE" else instance(request))
+
     async def _insights(request: Request) -> dict[str, Any]:
         days = _int_param(request, "days", 30, insights.MAX_DAYS)
         top = _int_param(request, "top", 10, insights.MAX_TOP)
@@ -247,11 +247,17 @@ def create_app(
         yield
         await batcher.aclose()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown paths and methods answer JSON like everything else.
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
     app = Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/api/instances/heartbeat", heartbeat, methods=["POST"]),
-            Route("/api/instances/{instance_id}", instance, methods=["GET"]),
-            Route("/api/instances/{instance_id}", forget, methods=["DELETE"]),
+            # ``uuid``: "heartbeat" (GET on the ingest URL) is no instance id, so it gets 405.
+            Route("/api/instances/{instance_id:uuid}", one_instance, methods=["GET", "DELETE"]),
             Route("/api/insights", insights_json, methods=["GET"]),
             Route("/insights", insights_html, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -43,8 +43,9 @@ th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line
 th { color: var(--muted); font-weight: 500; font-size: .85rem; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .88rem;
-          word-break: break-all; }
-td.bar { width: 35%; }
+          overflow-wrap: break-word; }
+td.bar { width: 30%; }
+td.bar svg { display: block; }
 .legend span { display: inline-flex; align-items: center; margin-right: 14px; font-size: .9rem; }
 .legend i { width: 12px; height: 12px; border-radius: 3px; display: inline-block;
            margin-right: 5px; }
@@ -59,12 +60,19 @@ def fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def _bar(value: int, largest: int, color: str, width: int = 160) -> str:
-    w = 0 if largest <= 0 else max(1, round(width * value / largest)) if value else 0
+def _bar(value: int, largest: int, color: str) -> str:
+    """A horizontal bar as wide as the cell at ``largest``."""
+    w = 0.0 if largest <= 0 or value <= 0 else max(1.0, 100 * value / largest)
     return (
-        f'<svg width="{width}" height="12" role="img" aria-label="{fmt(value)}">'
-        f'<rect x="0" y="1" width="{w}" height="10" rx="2" fill="{color}"/></svg>'
+        '<svg width="100%" height="12" viewBox="0 0 100 12" preserveAspectRatio="none" '
+        f'role="img" aria-label="{fmt(value)}">'
+        f'<rect x="0" y="1" width="{w:.1f}" height="10" fill="{color}"/></svg>'
     )
+
+
+def _name(name: str) -> str:
+    """An escaped name that may wrap after its dots (never inside a segment)."""
+    return "<wbr>.".join(escape(part) for part in name.split("."))
 
 
 def daily_chart(daily: list[Mapping[str, Any]], *, width: int = 1000, height: int = 220) -> str:
@@ -117,7 +125,7 @@ def _top_table(kind: str, rows: list[Mapping[str, Any]]) -> str:
         return '<p class="empty">Nothing recorded in this window.</p>'
     largest = max(int(r["count"]) for r in rows)
     body = "".join(
-        f'<tr data-testid="top-{kind}-row"><td class="name">{escape(str(r["name"]))}</td>'
+        f'<tr data-testid="top-{kind}-row"><td class="name">{_name(str(r["name"]))}</td>'
         f'<td class="bar">{_bar(int(r["count"]), largest, COLORS[kind])}</td>'
         f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td></tr>'
         for r in rows

@@ -63,7 +63,11 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
             "ui_actions": {"$ref": "#/components/schemas/Counts"},
             "days": {
                 "type": "object",
-                "propertyNames": {"type": "string", "pattern": f"^{v.DAY_PATTERN}$"},
+                "propertyNames": {
+                    "type": "string",
+                    "format": "date",
+                    "pattern": f"^{v.DAY_PATTERN}$",
+                },
                 "additionalProperties": {"$ref": "#/components/schemas/Day"},
                 "maxProperties": limits.max_days,
                 "description": "The same counts split by UTC day; the top-level maps are "
@@ -125,7 +129,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "name": "instance_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
+        "schema": uuid,
         "description": "the instance_id the heartbeats carried",
     }
     return {
@@ -141,15 +145,10 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                 "post": {
                     "operationId": "postHeartbeat",
                     "summary": "Store one heartbeat (idempotent by heartbeat_id)",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": uuid,
-                            "description": "when sent, must equal the body's heartbeat_id",
-                        }
-                    ],
+                    "description": "Senders also send an `Idempotency-Key` header; when "
+                    "present it must equal the body's heartbeat_id (else 422). It is not "
+                    "listed as a parameter because that rule spans the header and the body. "
+                    "Likewise the top-level maps must be the sums of `days` (else 422).",
                     "requestBody": {
                         "required": True,
                         "content": {

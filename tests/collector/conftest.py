@@ -61,17 +61,45 @@ def pg_dsn() -> Iterator[str]:
     started = False
     try:
         _as_postgres(
-            f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
-            "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
-        )  # fmt: skip
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
         _as_postgres(
-            f"{bindir}/pg_ctl", "-D", data, "-l", f"{tmp}/server.log", "-w", "-t", "30", "-o",
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            f"{tmp}/server.log",
+            "-w",
+            "-t",
+            "30",
+            "-o",
             f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
-            "-c fsync=off -c max_connections=200", "start",
-        )  # fmt: skip
+            "-c fsync=off -c max_connections=200",
+            "start",
+        )
         started = True
-        psql = [f"{bindir}/psql", "-h", tmp, "-p", str(port), "-U", "postgres",
-                "-v", "ON_ERROR_STOP=1", "-q"]  # fmt: skip
+        psql = [
+            f"{bindir}/psql",
+            "-h",
+            tmp,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+        ]
         _as_postgres(*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'app-pw'")
         _as_postgres(*psql, "-c", "CREATE DATABASE app_test OWNER app")
     except (OSError, subprocess.SubprocessError) as e:

@@ -27,14 +27,16 @@ def test_a_database_locked_by_another_process_is_503_not_500(tmp_path: Path) -> 
     other = sqlite3.connect(path, isolation_level=None)
     with serve_in_thread(app) as running, httpx.Client(base_url=running.url) as http:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        r = http.post("/api/instances/heartbeat", content=body(),
-                      headers={"Content-Type": "application/json"})  # fmt: skip
+        r = http.post(
+            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 503
         assert r.headers["retry-after"] == "5"
         assert "locked" in r.json()["error"]
         other.execute("ROLLBACK")
-        again = http.post("/api/instances/heartbeat", content=body(),
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+        again = http.post(
+            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json"}
+        )
         assert again.json()["status"] == "accepted"
     other.close()
     storage.close()
@@ -77,8 +79,9 @@ def test_one_bad_heartbeat_does_not_fail_the_others_in_its_batch(tmp_path: Path)
         if i > 0:  # the first request goes alone and is held; the rest queue behind it
             assert storage.holding.wait(10)
         with httpx.Client(base_url=running.url) as http:
-            return http.post("/api/instances/heartbeat", content=b,
-                             headers={"Content-Type": "application/json"})  # fmt: skip
+            return http.post(
+                "/api/instances/heartbeat", content=b, headers={"Content-Type": "application/json"}
+            )
 
     with serve_in_thread(app) as running, ThreadPoolExecutor(24) as pool:
         results = list(pool.map(send, range(24)))

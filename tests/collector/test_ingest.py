@@ -216,7 +216,9 @@ def test_instance_record_follows_the_newest_heartbeat(collector: Collector) -> N
     assert info["last_seen"] - info["first_seen"] == 7200
     assert info["totals"] == {"api": 45, "command": 3, "ui": 6}
     assert collector.http.get(f"/api/instances/{IID2}").status_code == 404
-    assert collector.http.get("/api/instances/not-a-uuid").status_code == 422
+    assert collector.http.get("/api/instances/not-a-uuid").status_code == 404
+    r = collector.http.get("/api/instances/heartbeat")
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
 
 
 def test_racing_duplicates_of_one_id_are_counted_once(collector: Collector) -> None:
@@ -235,8 +237,11 @@ def test_racing_different_bodies_under_one_id(collector: Collector) -> None:
     bodies = [body({("api", "users.list", DAY): n}, heartbeat_id=hid) for n in range(1, 9)]
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda i: collector.post(bodies[i % 8]), range(64)))
-    accepted = [r.json()["payload_sha256"] for r in results if r.status_code == 200
-                and r.json()["status"] == "accepted"]  # fmt: skip
+    accepted = [
+        r.json()["payload_sha256"]
+        for r in results
+        if r.status_code == 200 and r.json()["status"] == "accepted"
+    ]
     assert len(accepted) == 1
     winner = bodies[[sha256_hex(b) for b in bodies].index(accepted[0])]
     n = json.loads(winner)["api_usage"]["users.list"]

@@ -19,18 +19,43 @@ C = "cccccccc-0000-4000-8000-000000000003"
 def fleet(c: Collector) -> None:
     """C last heard 40 days ago, B 10 days ago, A today (the clock is the receipt time)."""
     c.clock.now = T0 - 40 * DAY_S
-    c.post(body({("api", "users.list", "2026-10-16"): 50}, instance_id=C, version="1.3.0",
-                period_end="2026-10-16T10:00:00Z"))  # fmt: skip
+    c.post(
+        body(
+            {("api", "users.list", "2026-10-16"): 50},
+            instance_id=C,
+            version="1.3.0",
+            period_end="2026-10-16T10:00:00Z",
+        )
+    )
     c.clock.now = T0 - 10 * DAY_S
-    c.post(body({("api", "users.list", "2026-11-15"): 20, ("api", "groups.get", "2026-11-14"): 20,
-                 ("command", "deploy", "2026-11-15"): 2},
-                instance_id=B, edition="licensed", version="1.5.0",
-                dropped={"over_capacity": 7}, period_end="2026-11-15T10:00:00Z"))  # fmt: skip
+    c.post(
+        body(
+            {
+                ("api", "users.list", "2026-11-15"): 20,
+                ("api", "groups.get", "2026-11-14"): 20,
+                ("command", "deploy", "2026-11-15"): 2,
+            },
+            instance_id=B,
+            edition="licensed",
+            version="1.5.0",
+            dropped={"over_capacity": 7},
+            period_end="2026-11-15T10:00:00Z",
+        )
+    )
     c.clock.now = T0
-    c.post(body({("api", "users.list", "2026-11-25"): 5, ("api", "users.create", "2026-11-24"): 5,
-                 ("command", "sync", "2026-11-25"): 3, ("ui", "bulk_edit", "2026-11-25"): 4,
-                 ("ui", "export_csv", "2026-11-23"): 6},
-                instance_id=A, version="1.5.0"))  # fmt: skip
+    c.post(
+        body(
+            {
+                ("api", "users.list", "2026-11-25"): 5,
+                ("api", "users.create", "2026-11-24"): 5,
+                ("command", "sync", "2026-11-25"): 3,
+                ("ui", "bulk_edit", "2026-11-25"): 4,
+                ("ui", "export_csv", "2026-11-23"): 6,
+            },
+            instance_id=A,
+            version="1.5.0",
+        )
+    )
 
 
 def test_thirty_day_window(collector: Collector) -> None:
@@ -130,7 +155,7 @@ def test_an_empty_collector_answers_zeros(collector: Collector) -> None:
         ("days=-1", "days"),
         ("top=0", "top"),
         ("top=101", "top"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_parameters_are_422(collector: Collector, query: str, field: str) -> None:
     for path in ("/api/insights", "/insights"):

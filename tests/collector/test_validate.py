@@ -84,13 +84,13 @@ CASES: list[tuple[str, Callable[[Doc], None], str]] = [
         "heartbeat_id uppercase",
         _set("heartbeat_id", "0B4F6C1E-8C1D-4E4F-9A51-2D3C4B5A6F70"),
         "heartbeat_id",
-    ),  # fmt: skip
+    ),
     ("heartbeat_id number", _set("heartbeat_id", 12), "heartbeat_id"),
     (
         "instance_id braces",
         _set("instance_id", "{5d0c0000-0000-4000-8000-000000000001}"),
         "instance_id",
-    ),  # fmt: skip
+    ),
     ("instance_id null", _set("instance_id", None), "instance_id"),
     ("sequence zero", _set("sequence", 0), "sequence"),
     ("sequence negative", _set("sequence", -3), "sequence"),
@@ -134,12 +134,12 @@ CASES: list[tuple[str, Callable[[Doc], None], str]] = [
         "day count zero",
         _set(f"days/{DAY}/api_usage/users.list", 0),
         f"days.{DAY}.api_usage.users.list",
-    ),  # fmt: skip
+    ),
     (
         "day name an email",
         _set(f"days/{DAY}/api_usage/a@b.example", 1),
         f"days.{DAY}.api_usage.a@b.example",
-    ),  # fmt: skip
+    ),
     ("dropped missing", _delete("dropped"), "dropped"),
     ("dropped reason missing", _delete("dropped/storage_error"), "dropped.storage_error"),
     ("dropped negative", _set("dropped/invalid_name", -1), "dropped.invalid_name"),
@@ -192,17 +192,17 @@ def test_field_echo_is_truncated_for_huge_keys() -> None:
             Limits(max_names_per_kind=3),
             {("api", f"n{i}", DAY): 1 for i in range(4)},
             "api_usage",
-        ),  # fmt: skip
+        ),
         (
             Limits(max_days=2),
             {("ui", "x", f"2026-11-2{i}"): 1 for i in range(3)},
             "days",
-        ),  # fmt: skip
+        ),
         (
             Limits(max_day_rows=5),
             {("ui", f"x{i}", f"2026-11-2{i % 2}"): 1 for i in range(6)},
             "days",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_size_limits_are_422(limits: Limits, counts: dict[Any, int], field: str) -> None:
