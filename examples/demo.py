@@ -13,14 +13,21 @@ from pathlib import Path
 
 from outbox import Telemetry, api_name, db, heartbeats, store
 
-RELAYED = [("GET", "/users"), ("GET", "/users/1042"), ("POST", "/users"),
-           ("GET", "/groups/7f3e2a10-5b6c-4d7e-8f90-a1b2c3d4e5f6"), ("PATCH", "/users/alice@example.com")]
+RELAYED = [
+    ("GET", "/users"),
+    ("GET", "/users/1042"),
+    ("POST", "/users"),
+    ("GET", "/groups/7f3e2a10-5b6c-4d7e-8f90-a1b2c3d4e5f6"),
+    ("PATCH", "/users/alice@example.com"),
+]
 COMMANDS = ["sync", "deploy", "export"]
 UI = ["bulk_edit", "export_csv", "column_sort"]
 
 
 def main() -> int:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="helios-demo-"))
+    folder = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="helios-demo-"))
+    )
     path = folder / "telemetry.db"
     rng = random.Random(7)
     t = Telemetry(db_path=path, enabled="local", environ={})
@@ -39,8 +46,12 @@ def main() -> int:
     for c in store.pending_counters(conn):
         print(f"{c.kind:8} {c.name:24} {c.count:>8}")
     print("\nthe next heartbeat would send:")
-    print(json.dumps(heartbeats.preview(conn, now=int(time.time()), version="demo",
-                                        edition="community"), indent=2))
+    print(
+        json.dumps(
+            heartbeats.preview(conn, now=int(time.time()), version="demo", edition="community"),
+            indent=2,
+        )
+    )
     return 0
 
 

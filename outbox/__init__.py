@@ -22,10 +22,11 @@ from outbox.errors import (
     StorageError,
 )
 from outbox.names import api_name, is_valid_name
-from outbox.settings import Decision, Settings, package_version
+from outbox.settings import Decision, Settings
+from outbox.settings import package_version as _package_version
 from outbox.telemetry import Telemetry
 
-__version__ = package_version()
+__version__ = _package_version()
 
 #: The process-wide instance, configured from the environment on first use.
 telemetry = Telemetry()

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from outbox.errors import OutboxMissing, SchemaMismatch, StorageError, translate
 
@@ -36,6 +38,10 @@ DEFAULT_BUSY_TIMEOUT: Final = 0.5
 #: Pages (4 KiB) the WAL may reach before a connection checkpoints it itself:
 #: about 40 MB. The worker checkpoints long before this.
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
+
+
+#: Bytes the WAL file is truncated to after a checkpoint resets it.
+WAL_SIZE_LIMIT: Final = 4 * 1024 * 1024
 
 
 def schema_sql() -> str:
@@ -115,8 +121,47 @@ def connect(
     except sqlite3.Error as e:
         raise translate(e, p) from e
     try:
-        _configure(conn, readonly=readonly, wal_autocheckpoint=wal_autocheckpoint)
-        ensure_schema(conn, readonly=readonly, path=p)
+        # Processes creating a new outbox at the same instant race for the WAL
+        # switch, which returns "locked" without waiting: retry those steps.
+        retry_busy(
+            lambda: _configure(conn, readonly=readonly, wal_autocheckpoint=wal_autocheckpoint),
+            timeout=busy_timeout,
+        )
+        retry_busy(lambda: ensure_schema(conn, readonly=readonly, path=p), timeout=busy_timeout)
+    except sqlite3.Error as e:
+        conn.close()
+        if readonly and _wal_reader_cannot_start(e, p):
+            return _connect_immutable(p, busy_timeout=busy_timeout)
+        raise translate(e, p) from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _wal_reader_cannot_start(exc: sqlite3.Error, p: Path) -> bool:
+    """A read-only open failed because the ``-shm`` file cannot be created (the folder
+    is not writable by this user), and no ``-wal`` content exists to be missed."""
+    wal = p.with_name(p.name + "-wal")
+    return "readonly" in str(exc).lower() and (not wal.exists() or wal.stat().st_size == 0)
+
+
+def _connect_immutable(p: Path, *, busy_timeout: float) -> sqlite3.Connection:
+    """Read an outbox in a folder we cannot write: an ``immutable`` open takes no locks
+    and needs no ``-shm``. Exact while no ``-wal`` holds commits (checked by the caller);
+    a writer starting meanwhile can make this one read fail, never change the file."""
+    try:
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro&immutable=1",
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as e:
+        raise translate(e, p) from e
+    try:
+        ensure_schema(conn, readonly=True, path=p)
     except sqlite3.Error as e:
         conn.close()
         raise translate(e, p) from e
@@ -126,17 +171,49 @@ def connect(
     return conn
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, whatever the extended code."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (5, 6)
+
+
+T = TypeVar("T")
+
+
+def retry_busy(fn: Callable[[], T], *, timeout: float) -> T:
+    """Call ``fn`` until it does not fail with busy/locked, for at most ``timeout`` seconds.
+
+    Polls every 0.1-2 ms with jitter: SQLite's own busy handler sleeps up to
+    100 ms between tries, so a waiter can starve behind a few busy writers.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0001
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if not is_busy(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.002)
+
+
 def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: int) -> None:
+    # Only reads on an existing outbox: setting auto_vacuum or journal_mode writes
+    # the header, and a write here would queue behind every busy track call.
     if not readonly:
-        # auto_vacuum only takes effect on a database without tables: new outboxes.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"could not switch the outbox to WAL (got {mode})")
+        if int(conn.execute("PRAGMA page_count").fetchone()[0]) == 0:
+            # auto_vacuum only takes effect before the first table: new outboxes.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch the outbox to WAL (got {mode})")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
+    # After a checkpoint resets the WAL, truncate the file back to this size.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
 
 def ensure_schema(

@@ -12,7 +12,10 @@ COLLECTED: Final[tuple[str, ...]] = (
     "Those counts per UTC day",
     "The Helios version and edition (community or licensed)",
     "A random instance id made once for this installation (not derived from the machine)",
-    "How many events could not be recorded, by reason (invalid name, storage error, over capacity)",
+    (
+        "How many events could not be recorded, by reason "
+        "(invalid name, unknown UI action, storage error, over capacity)"
+    ),
 )
 
 NOT_COLLECTED: Final[tuple[str, ...]] = (

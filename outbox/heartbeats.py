@@ -231,6 +231,15 @@ def get(conn: sqlite3.Connection, heartbeat_id: str) -> Heartbeat | None:
     return None if row is None else Heartbeat.from_row(row)
 
 
+def ids_starting_with(conn: sqlite3.Connection, prefix: str, *, limit: int = 2) -> list[str]:
+    """Heartbeat ids that start with ``prefix`` (the CLI accepts a short id), at most ``limit``."""
+    rows = conn.execute(
+        "SELECT id FROM heartbeats WHERE substr(id, 1, ?) = ? ORDER BY sequence DESC LIMIT ?",
+        (len(prefix), prefix, limit),
+    )
+    return [str(r[0]) for r in rows]
+
+
 def history(
     conn: sqlite3.Connection, *, status: Status | None = None, limit: int | None = None
 ) -> list[Heartbeat]:

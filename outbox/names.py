@@ -2,7 +2,9 @@
 
 A name is lowercase ASCII segments joined by ``.``, each a letter followed by
 letters, digits or ``_``, at most 64 characters — so an email, an IP address, a
-number or a hex id can never be a name. Anything else is dropped and counted.
+number or a hex id can never be a name — and a dotted name may not end in a
+top-level-domain-like segment (``.com``, ``.local``, ``.internal`` …), so neither
+can a hostname. Anything else is dropped and counted.
 
 :func:`api_name` derives a name from a relayed request, removing id-like path
 segments (numbers, UUIDs, hex, anything with ``@``) before anything is recorded.
@@ -35,7 +37,19 @@ MAX_COUNT: Final = 1_000_000
 NAME_CAP: Final = 200
 
 _SEGMENT = r"[a-z][a-z0-9_]*"
-NAME_PATTERN: Final = rf"{_SEGMENT}(?:\.{_SEGMENT})*"
+
+#: Last segments that make a dotted name look like a hostname (``db01.example.com``):
+#: such names are refused, so a hostname passed by mistake never leaves the machine.
+HOST_SUFFIXES: Final = frozenset({
+    "com", "net", "org", "io", "dev", "app", "cloud", "local", "localdomain", "localhost",
+    "internal", "intranet", "lan", "home", "corp", "example", "test", "invalid", "arpa",
+    "edu", "gov", "mil", "int", "info", "biz", "co", "uk", "de", "fr", "nl", "eu", "us",
+    "ca", "au", "jp", "cn", "ru", "br", "ch", "se", "es", "it", "pl", "at", "be", "dk",
+    "fi", "ie", "nz", "za", "kr", "tw", "sg", "hk",
+})
+NAME_PATTERN: Final = (
+    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_SEGMENT}(?:\.{_SEGMENT})*"
+)
 _NAME_RE = re.compile(NAME_PATTERN)
 _SEGMENT_RE = re.compile(_SEGMENT)
 

@@ -188,3 +188,25 @@ def discard_unsent(conn: sqlite3.Connection) -> Discarded:
     """:func:`discard_unsent_in_transaction` in its own transaction."""
     with transaction(conn):
         return discard_unsent_in_transaction(conn)
+
+
+@dataclass(frozen=True)
+class WorkerLease:
+    """The row of ``worker_lease``: which worker process holds the outbox, until when."""
+
+    owner: str
+    pid: int
+    acquired_at: int
+    expires_at: int
+
+    def held(self, now: float) -> bool:
+        """True while the lease has not expired."""
+        return self.expires_at > now
+
+
+def worker_lease(conn: sqlite3.Connection) -> WorkerLease | None:
+    """The current lease row (live or expired), or ``None`` when no worker ever took it."""
+    row = conn.execute(
+        "SELECT owner, pid, acquired_at, expires_at FROM worker_lease WHERE id = 1"
+    ).fetchone()
+    return None if row is None else WorkerLease(str(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Final
 
 from outbox import db, maintenance, store
-from outbox.errors import OutboxError, OutboxMissing, SettingsError
+from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, SettingsError
 from outbox.names import MAX_COUNT, MAX_NAME_LENGTH, NAME_PATTERN, Kind
 from outbox.settings import (
     ORG_SETTING_KEY,
@@ -53,8 +53,12 @@ log = logging.getLogger("outbox")
 DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
 SIZE_CHECK_EVERY: Final = 4096
 
-#: After the outbox could not be opened, wait this long before trying again, so
-#: that a broken file costs one failed open per second, not one per call.
+#: Every this many writes a track call checks that the outbox file is still the
+#: one it has open (the worker moves a corrupt outbox aside and recreates it).
+FILE_CHECK_EVERY: Final = 256
+
+#: After the outbox could not be opened (or, off by default, did not exist), wait
+#: this long before looking again: one failed open per second, not one per call.
 REOPEN_AFTER: Final = 1.0
 
 _ENABLED = (
@@ -82,6 +86,23 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _wall_clock() -> float:
+    # Looked up at each call, not bound at definition: freezegun can patch it.
+    return time.time()
+
+
+class _Unavailable(Exception):
+    """The outbox could not be opened (the message says why)."""
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -112,10 +133,11 @@ class Telemetry:
         ``HELIOS_TELEMETRY_ENABLED`` (``False`` locks telemetry off, like the variable).
         ``DO_NOT_TRACK`` is honoured either way.
     :param environ: the environment to read (default ``os.environ``).
-    :param clock: unix seconds (default :func:`time.time`); stamps each event.
+    :param clock: unix seconds (default :func:`time.time`, looked up per call); stamps each event.
     :param busy_timeout: seconds a track call waits for another writer at most.
     :param max_bytes: outbox size past which new events are counted, not stored.
     :param new_id: makes the instance id (default: a random UUID4).
+    :param monotonic: the clock that paces re-opening a broken outbox.
     """
 
     def __init__(
@@ -124,23 +146,28 @@ class Telemetry:
         db_path: str | os.PathLike[str] | None = None,
         enabled: bool | str | None = None,
         environ: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         busy_timeout: float = db.DEFAULT_BUSY_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db_path = db_path
         self._enabled_arg = enabled
         self._environ = environ
-        self._clock = clock
+        self._clock = clock or _wall_clock
         self._busy_timeout = busy_timeout
         self._max_bytes = max_bytes
         self._new_id = new_id
+        self._monotonic = monotonic
         self._cfg: _Config | None = None
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._retry_at = 0.0
+        self._absent_until = 0.0
+        self._open_error = ""
+        self._inode: tuple[int, int] | None = None
         self._writes = 0
         self._full = False
         self._unstored: Counter[str] = Counter()
@@ -222,17 +249,15 @@ class Telemetry:
                 if conn is None:
                     return False
                 if self._full:
-                    conn.execute(_DROP, (count, "over_capacity", cfg.default))
+                    self._write(conn, _DROP, (count, "over_capacity", cfg.default))
                     stored = False
                 else:
-                    stored = (
-                        conn.execute(_INSERT, (kind, name, count, at, cfg.default)).rowcount == 1
-                    )
+                    stored = self._write(conn, _INSERT, (kind, name, count, at, cfg.default)) == 1
                 self._writes += 1
-                if self._unstored or self._writes % SIZE_CHECK_EVERY == 0:
+                if self._unstored or self._writes % FILE_CHECK_EVERY == 0:
                     self._housekeeping(conn, cfg)
                 return stored
-        except sqlite3.Error as e:
+        except (sqlite3.Error, _Unavailable) as e:
             self._storage_failed(e, count if type(count) is int and count > 0 else 1)
         except Exception as e:  # never into the caller  # noqa: BLE001
             self._storage_failed(e, 1)
@@ -252,33 +277,59 @@ class Telemetry:
                 conn = self._conn or self._open(cfg)
                 if conn is None:
                     return
-                conn.execute(_DROP, (n, reason, cfg.default))
+                self._write(conn, _DROP, (n, reason, cfg.default))
         except Exception as e:  # noqa: BLE001
             self._unstored[reason] += n
             self._storage_failed(e, 0)
 
-    def _open(self, cfg: _Config) -> sqlite3.Connection | None:
-        """Open the outbox for track calls; None when there is nothing to do or it failed."""
-        if time.monotonic() < self._retry_at:
-            raise sqlite3.OperationalError(self.last_error or "outbox unavailable")
-        if cfg.default == "false" and not cfg.path.exists():
-            # Off by default and no outbox: there cannot be an organisation "on".
-            return None
+    def _write(self, conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+        """Run one write statement, waiting at most the busy timeout for the lock."""
         try:
-            self._conn = db.connect(cfg.path, busy_timeout=self._busy_timeout)
+            return conn.execute(sql, params).rowcount
+        except sqlite3.OperationalError as e:
+            if not db.is_busy(e):
+                raise
+        return db.retry_busy(lambda: conn.execute(sql, params).rowcount, timeout=self._busy_timeout)
+
+    def _open(self, cfg: _Config) -> sqlite3.Connection | None:
+        """Open the outbox for track calls; None when there is nothing to do."""
+        if self._monotonic() < self._retry_at:
+            raise _Unavailable(self._open_error)
+        if cfg.default == "false":
+            # Off by default and no outbox: there cannot be an organisation "on".
+            # Looked at once a second, not on every call.
+            now = self._monotonic()
+            if now < self._absent_until:
+                return None
+            if not cfg.path.exists():
+                self._absent_until = now + REOPEN_AFTER
+                return None
+        try:
+            conn = db.connect(cfg.path, busy_timeout=self._busy_timeout)
+        except OutboxBusy as e:
+            raise _Unavailable(str(e)) from e  # transient: try again on the next call
         except OutboxError as e:
-            self._retry_at = time.monotonic() + REOPEN_AFTER
-            raise sqlite3.OperationalError(str(e)) from e
+            self._open_error = str(e)
+            self._retry_at = self._monotonic() + REOPEN_AFTER
+            raise _Unavailable(str(e)) from e
+        conn.execute("PRAGMA busy_timeout = 0")  # _write does the waiting
+        self._conn = conn
         self._pid = os.getpid()
-        self._full = self._over_size(self._conn)
-        return self._conn
+        self._inode = _inode(cfg.path)
+        self._full = self._over_size(conn)
+        return conn
 
     def _housekeeping(self, conn: sqlite3.Connection, cfg: _Config) -> None:
-        """Rare work after a write: store earlier losses, re-check the size cap."""
+        """Rare work after a write (caller holds the lock): store earlier losses,
+        follow a replaced outbox file, re-check the size cap."""
         for reason, n in list(self._unstored.items()):
             if n:
                 conn.execute(_DROP, (n, reason, cfg.default))
             del self._unstored[reason]
+        if self._writes % FILE_CHECK_EVERY == 0 and _inode(cfg.path) != self._inode:
+            self._conn = None  # replaced or moved away: reopen the file at the path next call
+            conn.close()
+            return
         if self._writes % SIZE_CHECK_EVERY == 0:
             self._full = self._over_size(conn)
 
@@ -297,13 +348,19 @@ class Telemetry:
     def _storage_failed(self, exc: BaseException, lost: int) -> None:
         if lost:
             self._unstored["storage_error"] += lost
-        text = f"{type(exc).__name__}: {exc}"
+        text = str(exc) if isinstance(exc, _Unavailable) else f"{type(exc).__name__}: {exc}"
         self._note(text)
         low = text.lower()
-        if not any(s in low for s in ("locked", "busy", "full")) and self._conn is not None:
-            # A broken file (corrupt, replaced, read-only): reopen later, not on every call.
+        if isinstance(exc, _Unavailable) or any(s in low for s in ("locked", "busy", "full")):
+            return
+        # A broken file (corrupt, replaced, read-only): reopen later, not on every
+        # call — at once if another file now stands at the path.
+        with self._lock:
             conn, self._conn = self._conn, None
-            self._retry_at = time.monotonic() + REOPEN_AFTER
+            self._open_error = text
+            replaced = conn is not None and _inode(self._config().path) != self._inode
+            self._retry_at = 0.0 if replaced else self._monotonic() + REOPEN_AFTER
+        if conn is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -391,6 +448,7 @@ class Telemetry:
         """
         with self.connect() as conn:
             discarded = store.set_org_enabled(conn, enabled, now=int(self._clock()))
+            self._absent_until = 0.0  # the outbox exists now: track calls look at once
             if not enabled:
                 maintenance.delete_covered_events(conn)
         return self.decision(), discarded

@@ -1,0 +1,172 @@
+"""The outbox file: pragmas, schema, constraints, migrations, and clear errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from outbox import OutboxCorrupt, OutboxMissing, SchemaMismatch, db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_new_outbox_pragmas_and_tables(db_path: Path) -> None:
+    conn = db.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+        assert (
+            conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.WAL_AUTOCHECKPOINT_PAGES
+        )
+    finally:
+        conn.close()
+    tables = set(sqlite_utils.Database(db_path).table_names())
+    assert {
+        "events",
+        "heartbeats",
+        "meta",
+        "dropped",
+        "organization_settings",
+        "worker_lease",
+    } <= tables
+    assert oct(db_path.stat().st_mode & 0o777) == "0o600"
+    assert oct(db_path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("web", "x", 1, 1)),
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("api", "", 1, 1)),
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("api", "x" * 65, 1, 1)),
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("api", "x", 0, 1)),
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("api", "x", 1.5, 1)),
+        ("INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", ("api", "x", 1, "now")),
+        ("INSERT INTO dropped (reason) VALUES (?)", ("because",)),
+        ("INSERT INTO organization_settings VALUES (?, ?, ?)", ("telemetry_enabled", "yes", 1)),
+        ("INSERT INTO worker_lease VALUES (?, ?, ?, ?, ?)", (2, "h:1", 1, 1, 1)),
+        (
+            "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
+            "period_end, payload, payload_sha256, status, sealed_at) "
+            "VALUES ('a', 1, 0, 1, 's', 'e', x'00', ?, 'lost', 1)",
+            ("0" * 64,),
+        ),
+        (
+            "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
+            "period_end, payload, payload_sha256, status, sealed_at, settled_at) "
+            "VALUES ('a', 1, 0, 1, 's', 'e', x'00', ?, 'pending', 1, 5)",
+            ("0" * 64,),
+        ),
+    ],
+)
+def test_check_constraints_refuse_bad_rows(conn: sqlite3.Connection, sql: str, params) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(sql, params)
+
+
+def test_at_most_one_pending_heartbeat(conn: sqlite3.Connection) -> None:
+    sql = (
+        "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
+        "period_end, payload, payload_sha256, sealed_at) VALUES (?, ?, 0, 0, 's', 'e', x'00', ?, 1)"
+    )
+    conn.execute(sql, ("a", 1, "0" * 64))
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(sql, ("b", 2, "0" * 64))
+
+
+def test_reopening_is_idempotent_and_writes_nothing(db_path: Path) -> None:
+    db.connect(db_path).close()
+    before = db_path.read_bytes()
+    for _ in range(3):
+        conn = db.connect(db_path)
+        conn.close()
+    assert db_path.read_bytes() == before
+
+
+def test_a_newer_outbox_is_refused_with_the_fix(db_path: Path) -> None:
+    conn = db.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaMismatch, match="newer helios-telemetry.*upgrade helios-telemetry"):
+        db.connect(db_path)
+
+
+def test_forward_migrations_run_in_order(db_path: Path, monkeypatch) -> None:
+    db.connect(db_path).close()
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(
+        db,
+        "MIGRATIONS",
+        {
+            2: "CREATE TABLE extra (id INTEGER PRIMARY KEY);",
+            3: "ALTER TABLE extra ADD COLUMN note TEXT;\nINSERT INTO extra (note) VALUES ('v3');",
+        },
+    )
+    conn = db.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT note FROM extra").fetchall() == [("v3",)]
+    finally:
+        conn.close()
+
+
+def test_read_only_open_of_a_missing_outbox_does_not_create_it(db_path: Path) -> None:
+    with pytest.raises(OutboxMissing, match="not collected anything"):
+        db.connect(db_path, readonly=True)
+    with pytest.raises(OutboxMissing):
+        db.connect(db_path, create=False)
+    assert not db_path.exists() and not db_path.parent.exists()
+
+
+def test_garbage_and_foreign_databases_are_reported_as_corrupt(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 500)
+    with pytest.raises(OutboxCorrupt, match="mv .*corrupt"):
+        db.connect(garbage)
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(OutboxCorrupt, match="no outbox schema version"):
+        db.connect(foreign)
+
+
+def test_split_statements_keeps_triggers_whole() -> None:
+    script = """
+    -- a comment
+    CREATE TABLE a (x);
+    CREATE TRIGGER t AFTER INSERT ON a BEGIN
+        INSERT INTO a VALUES (1);
+        INSERT INTO a VALUES (2);
+    END;
+    """
+    parts = db.split_statements(script)
+    assert len(parts) == 2 and parts[1].startswith("CREATE TRIGGER") and parts[1].endswith("END;")
+    with pytest.raises(ValueError, match="incomplete"):
+        db.split_statements("CREATE TABLE b (x)")
+
+
+def test_schema_is_read_from_the_top_level_file() -> None:
+    assert db.schema_sql() == (ROOT / "schema.sql").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_schema(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("helios_telemetry-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert "outbox/schema.sql" in names
+        assert z.read("outbox/schema.sql").decode() == (ROOT / "schema.sql").read_text()
+        assert {"outbox/py.typed", "worker/py.typed"} <= names

@@ -1,0 +1,141 @@
+"""Names and privacy: what may be recorded, and api_name on real-looking relay paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from outbox import Telemetry, api_name, is_valid_name
+from outbox.names import MAX_NAME_LENGTH
+from tests.helpers import totals
+
+VALID = ["users.list", "import_users", "v1.users.get", "a", "sync", "x" * MAX_NAME_LENGTH]
+
+HOSTILE: list[object] = [
+    "alice@example.com",
+    "users/42",
+    "users.42",
+    "192.168.1.10",
+    "db01.example.com",
+    "build.internal",
+    "nas.local",
+    "10.0.0.1",
+    "0b4f6c1e-8c1d-4e4f-9a51-2d3c4b5a6f70",
+    "x" * (MAX_NAME_LENGTH + 1),
+    "a" * 10_000,
+    "Users.List",
+    "users list",
+    "users.",
+    ".users",
+    "users..list",
+    "_users",
+    "1users",
+    "usérs",
+    "users\x00",
+    "users.list\n",
+    "'; DROP TABLE events; --",
+    "users.list' OR '1'='1",
+    "",
+    None,
+    42,
+    4.2,
+    b"users.list",
+    ["users.list"],
+    {"name": "users.list"},
+    True,
+]
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_names_are_accepted(name: str) -> None:
+    assert is_valid_name(name)
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_refused(name: object) -> None:
+    assert not is_valid_name(name)
+
+
+def test_hostile_names_never_reach_the_table_and_are_counted(make_telemetry) -> None:
+    t: Telemetry = make_telemetry()
+    refused = HOSTILE
+    for h in refused:
+        for track in (t.track_api_call, t.track_command, t.track_ui_action):
+            assert track(h) is False  # type: ignore[arg-type]
+    assert t.track_api_call("users.list") is True
+    with t.connect() as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM events")]
+        dropped = dict(conn.execute("SELECT reason, pending FROM dropped"))
+    assert names == ["users.list"]
+    assert dropped["invalid_name"] == 3 * len(refused)
+    assert totals(t.db_path) == {("api", "users.list"): 1}
+
+
+@pytest.mark.parametrize("count", [0, -1, 1_000_001, 1.5, True, "3", None])
+def test_bad_counts_are_refused_and_counted(make_telemetry, count: object) -> None:
+    t = make_telemetry()
+    assert t.track("api", "users.list", count) is False  # type: ignore[arg-type]
+    assert t.track("nope", "users.list") is False  # type: ignore[arg-type]
+    with t.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT pending FROM dropped WHERE reason = 'invalid_name'").fetchone()[0]
+            == 2
+        )
+
+
+RELAY_PATHS = [
+    ("GET", "/users", "users.list"),
+    ("GET", "/users/", "users.list"),
+    ("GET", "/users/42", "users.get"),
+    ("GET", "/users/alice@example.com", "users.get"),
+    ("GET", "/users/alice%40example.com", "users.get"),
+    ("GET", "/users?email=alice@example.com&page=2", "users.list"),
+    ("POST", "/users", "users.create"),
+    ("PUT", "/users/42", "users.update"),
+    ("PATCH", "/users/42", "users.update"),
+    ("DELETE", "/users/42", "users.delete"),
+    ("HEAD", "/users/42", "users.get"),
+    ("get", "/groups", "groups.list"),
+    ("GET", "/groups/0b4f6c1e-8c1d-4e4f-9a51-2d3c4b5a6f70", "groups.get"),
+    ("GET", "/groups/0B4F6C1E8C1D4E4F9A512D3C4B5A6F70/members", "groups.members.list"),
+    ("GET", "/groups/17/members/99", "groups.members.get"),
+    ("POST", "/groups/17/members", "groups.members.create"),
+    ("GET", "/v1/users", "v1.users.list"),
+    ("GET", "/objects/5f2b8c9d0e1a", "objects.get"),
+    ("GET", "/files/report.pdf", "files.get"),
+    ("GET", "/tokens/a8Fk29sLq01x", "tokens.get"),
+    ("GET", "/audit-log/entries", "audit_log.entries.list"),
+    ("GET", "/Users/42", "users.get"),
+    ("GET", "/hosts/db01.internal.example.com", "hosts.get"),
+    ("GET", "/ips/192.168.1.10", "ips.get"),
+    ("DELETE", "/sessions/~me", "sessions.delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), RELAY_PATHS)
+def test_api_name_on_relay_paths(method: str, path: str, expected: str) -> None:
+    assert api_name(method, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", ""),
+        ("GET", "/42"),
+        ("OPTIONS", "/users"),
+        ("TRACE", "/users"),
+        ("GET", "/alice@example.com"),
+        (None, "/users"),
+        ("GET", None),
+    ],
+)
+def test_api_name_gives_none_when_nothing_is_left(method: object, path: object) -> None:
+    assert api_name(method, path) is None  # type: ignore[arg-type]
+
+
+def test_api_name_never_returns_an_invalid_name_for_deep_paths() -> None:
+    deep = "/" + "/".join(f"segment_{c}" for c in "abcdefghijklmnopqrstuvwxyz")
+    name = api_name("GET", deep)
+    assert name is not None and is_valid_name(name)
+    assert name.endswith("segment_z.list")

@@ -1,0 +1,64 @@
+"""The public surface: exported names, and that importing and constructing touch nothing."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import outbox
+from outbox import Telemetry
+from tests.helpers import child_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert outbox.__all__ == sorted(outbox.__all__)
+    public = {
+        n for n, v in vars(outbox).items() if not n.startswith("_") and not inspect.ismodule(v)
+    }
+    assert public | {"__version__"} == set(outbox.__all__)
+    assert all(hasattr(outbox, n) for n in outbox.__all__)
+
+
+def test_importing_and_tracking_disabled_touches_no_file(tmp_path: Path) -> None:
+    code = (
+        "import outbox; outbox.telemetry.track_api_call('users.list'); "
+        "outbox.telemetry.track_command('sync'); print(outbox.telemetry.enabled)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=child_env(HOME=str(tmp_path)),
+        check=True,
+    )
+    assert out.stdout.strip() == "False" and out.stderr == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_singleton_uses_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    code = (
+        "from outbox import telemetry as t; assert t.track_api_call('users.list'); "
+        "print(t.db_path, t.mode)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=child_env(HELIOS_TELEMETRY_ENABLED="true", HELIOS_TELEMETRY_DB=str(path)),
+        check=True,
+    )
+    assert out.stdout.split() == [str(path), "on"]
+
+
+def test_constructing_never_raises_whatever_the_arguments(tmp_path: Path) -> None:
+    t = Telemetry(db_path=tmp_path / "x" / "y.db", enabled="sometimes", environ={})  # type: ignore[arg-type]
+    assert t.track_api_call("users.list") is False
+    assert "enabled='sometimes'" in (t.last_error or "")
+    assert not (tmp_path / "x").exists()

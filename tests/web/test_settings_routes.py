@@ -1,0 +1,288 @@
+"""GET/PUT /api/settings/telemetry, the privacy page, help text and static files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount
+
+from outbox import Telemetry, disclosure
+from outbox.web import TOGGLE_LABEL, telemetry_routes
+from tests.web.conftest import SAME_ORIGIN, Client, stored
+
+URL = "/api/settings/telemetry"
+
+
+def client(telemetry: Telemetry, **kwargs: object) -> Client:
+    return Client(Starlette(routes=telemetry_routes(telemetry=telemetry, **kwargs)))  # type: ignore[arg-type]
+
+
+def put(c: Client, enabled: object, **headers: str) -> object:
+    return c.put(URL, json={"enabled": enabled}, headers={**SAME_ORIGIN, **headers})
+
+
+# -- GET -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "org", "expected"),
+    [
+        ({"enabled": None}, None, ("off", False, "default", False, None)),
+        ({"enabled": True}, None, ("on", True, "HELIOS_TELEMETRY_ENABLED", False, None)),
+        ({"enabled": "local"}, None, ("local", True, "HELIOS_TELEMETRY_ENABLED", False, None)),
+        ({"enabled": None}, True, ("on", True, "organization_setting", False, None)),
+        ({"enabled": True}, False, ("off", False, "organization_setting", False, None)),
+        (
+            {"enabled": None, "environ": {"DO_NOT_TRACK": "1"}},
+            True,
+            ("off", False, "DO_NOT_TRACK", True, "DO_NOT_TRACK"),
+        ),
+        (
+            {"enabled": None, "environ": {"HELIOS_TELEMETRY_ENABLED": "false"}},
+            True,
+            ("off", False, "HELIOS_TELEMETRY_ENABLED", True, "HELIOS_TELEMETRY_ENABLED"),
+        ),
+    ],
+)
+def test_get_says_the_state_and_what_decided_it(
+    make_telemetry: Callable[..., Telemetry],
+    kwargs: dict[str, object],
+    org: bool | None,
+    expected: tuple[object, ...],
+) -> None:
+    if org is not None:
+        make_telemetry(enabled=None).set_enabled(org)
+    t = make_telemetry(**kwargs)
+    r = client(t).get(URL, headers=SAME_ORIGIN)
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    s = r.json()
+    assert (s["mode"], s["enabled"], s["source"], s["locked"], s["locked_by"]) == expected
+    d = t.decision()  # what `outbox status` shows
+    assert (s["mode"], s["source"], s["locked"], s["reason"]) == (
+        d.mode,
+        d.source,
+        d.locked,
+        d.reason,
+    )
+    assert s["sharing"] is (s["mode"] == "on")
+    assert s["collected"] == list(disclosure.COLLECTED)
+    assert s["not_collected"] == list(disclosure.NOT_COLLECTED)
+    assert s["privacy_policy_url"] == "https://helios.gridworx.io/privacy"
+    assert s["insights_url"] == "https://helios.gridworx.io/insights"
+    if s["locked"]:
+        assert s["locked_by"] in s["lock_message"]
+
+
+def test_get_returns_the_configured_links(on: Telemetry) -> None:
+    c = client(on, privacy_policy_url="https://example.org/p", insights_url="/insights")
+    s = c.get(URL).json()
+    assert (s["privacy_policy_url"], s["insights_url"]) == ("https://example.org/p", "/insights")
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "//evil.example/x", "ftp://x/y", "insights"]
+)
+def test_unusable_links_are_refused_when_building(on: Telemetry, url: str) -> None:
+    with pytest.raises(ValueError, match="insights_url"):
+        telemetry_routes(telemetry=on, insights_url=url)
+
+
+def test_get_cross_site_is_403(on: Telemetry) -> None:
+    r = client(on).get(URL, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+
+
+# -- PUT -------------------------------------------------------------------------------
+
+
+def test_put_turns_sharing_on_and_it_persists(off: Telemetry, db_path: Path) -> None:
+    c = client(off)
+    r = put(c, True)
+    assert r.status_code == 200
+    assert (r.json()["mode"], r.json()["source"]) == ("on", "organization_setting")
+    assert r.json()["discarded"] == {"events": 0, "heartbeats": 0}
+    assert off.decision().mode == "on" and off.enabled
+    assert c.get(URL).json()["enabled"] is True
+    assert off.track_ui_action("bulk_edit")
+    assert stored(db_path) == {("ui", "bulk_edit"): 1}
+
+
+def test_put_off_deletes_unsent_data_and_says_how_much(on: Telemetry, db_path: Path) -> None:
+    for _ in range(3):
+        on.track_api_call("users.list")
+    on.track_ui_action("bulk_edit", 4)
+    r = put(client(on), False)
+    assert r.status_code == 200
+    assert r.json()["discarded"] == {"events": 7, "heartbeats": 0}
+    assert r.json()["message"] == (
+        "Deleted 7 unsent events: nothing collected before this is sent."
+    )
+    assert (r.json()["enabled"], r.json()["mode"]) == (False, "off")
+    assert stored(db_path) == {}  # the rows are gone, not only unsendable
+    assert not on.track_ui_action("bulk_edit")
+    assert stored(db_path) == {}
+
+
+def test_put_needs_admin_from_the_hook(make_telemetry: Callable[..., Telemetry]) -> None:
+    t = make_telemetry(enabled=None)
+    asked: list[str] = []
+
+    def authorize(request: Request, action: str) -> bool:
+        asked.append(action)
+        return action != "admin" or request.headers.get("x-role") == "admin"
+
+    c = client(t, authorize=authorize)
+    r = put(c, True)
+    assert r.status_code == 403 and "administrator" in r.json()["detail"]
+    assert t.decision().source == "default"  # nothing changed
+    assert put(c, True, **{"X-Role": "admin"}).status_code == 200
+    assert asked == ["admin", "admin"]
+    assert t.decision().mode == "on"
+
+
+def test_put_cross_site_is_403(off: Telemetry) -> None:
+    c = client(off)
+    r = c.put(URL, json={"enabled": True}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    assert off.decision().mode == "off"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK"),
+        ({"HELIOS_TELEMETRY_ENABLED": "no"}, "HELIOS_TELEMETRY_ENABLED"),
+    ],
+)
+def test_put_when_the_environment_locks_it_is_409(
+    make_telemetry: Callable[..., Telemetry], db_path: Path, environ: dict[str, str], variable: str
+) -> None:
+    t = make_telemetry(enabled=None, environ=environ)
+    for wanted in (True, False):
+        r = put(client(t), wanted)
+        assert r.status_code == 409
+        assert r.json()["error"] == "locked" and r.json()["variable"] == variable
+        assert variable in r.json()["detail"]
+    assert make_telemetry(enabled=None).decision().source == "default"  # nothing stored
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b'{"enabled": "yes"}', "application/json", 422),
+        (b'{"enabled": 1}', "application/json", 422),
+        (b'{"enabled": true, "org": "x"}', "application/json", 422),
+        (b"{", "application/json", 422),
+        (b"enabled=true", "application/x-www-form-urlencoded", 415),
+        (b'{"enabled": true}' + b" " * 2000, "application/json", 413),
+    ],
+)
+def test_put_bad_bodies(off: Telemetry, body: bytes, content_type: str, status: int) -> None:
+    r = client(off).put(URL, content=body, headers={**SAME_ORIGIN, "Content-Type": content_type})
+    assert r.status_code == status and r.json()["error"]
+    assert off.decision().source == "default"
+
+
+def test_put_on_a_broken_outbox_is_503_with_the_fix(
+    make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"garbage" * 1000)
+    t = make_telemetry(enabled=None)
+    r = put(client(t), True)
+    assert r.status_code == 503 and r.json()["error"] == "storage_error"
+    assert str(db_path) in r.json()["detail"]
+
+
+# -- the privacy page --------------------------------------------------------------------
+
+
+def page(t: Telemetry, **kwargs: object) -> str:
+    r = client(t, **kwargs).get("/settings/privacy", headers=SAME_ORIGIN)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    return r.text
+
+
+def test_the_page_shows_the_toggle_lists_and_links(on: Telemetry) -> None:
+    html = page(on)
+    assert f'<label for="helios-share">{TOGGLE_LABEL}</label>' in html
+    assert 'role="switch" id="helios-share"' in html
+    assert " checked" in html and " disabled" not in html
+    for line in (*disclosure.COLLECTED, *disclosure.NOT_COLLECTED):
+        assert f"<li>{line}</li>" in html
+    assert 'href="https://helios.gridworx.io/privacy"' in html
+    assert 'href="https://helios.gridworx.io/insights"' in html
+    assert 'data-helios-telemetry="on"' in html
+    assert "<script>" not in html and "style=" not in html  # CSP: no inline code
+
+
+def test_the_page_when_off(off: Telemetry) -> None:
+    html = page(off)
+    assert " checked" not in html and 'data-helios-telemetry="off"' in html
+    assert "Sharing is off: telemetry is off until someone turns it on." in html
+
+
+def test_the_page_when_locked_says_which_variable(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    html = page(make_telemetry(enabled=None, environ={"DO_NOT_TRACK": "1"}))
+    assert " disabled" in html and " checked" not in html
+    assert "This setting is locked: DO_NOT_TRACK is set" in html
+    assert 'aria-describedby="helios-share-status helios-share-lock"' in html
+
+
+def test_links_are_escaped(on: Telemetry) -> None:
+    html = page(on, privacy_policy_url='https://example.org/p?a=1&b="2"')
+    assert 'href="https://example.org/p?a=1&amp;b=&quot;2&quot;"' in html
+
+
+def test_under_a_mount_the_page_points_below_it(on: Telemetry) -> None:
+    app = Starlette(routes=[Mount("/helios", routes=telemetry_routes(telemetry=on))])
+    c = Client(app)
+    r = c.get("/helios/settings/privacy", headers=SAME_ORIGIN)
+    assert r.status_code == 200
+    assert 'src="/helios/telemetry/static/privacy.js"' in r.text
+    assert 'data-helios-telemetry-settings="/helios/api/settings/telemetry"' in r.text
+    assert c.get("/helios/telemetry/static/telemetry.js").status_code == 200
+    assert c.put("/helios" + URL, json={"enabled": False}, headers=SAME_ORIGIN).status_code == 200
+
+
+# -- help text and static files ------------------------------------------------------------
+
+
+def test_help_as_json_and_html(on: Telemetry) -> None:
+    from outbox.web import HELP_PARAGRAPHS, HELP_TEXT, HELP_TITLE
+
+    c = client(on)
+    j = c.get("/api/telemetry/help").json()
+    assert j["title"] == HELP_TITLE and j["paragraphs"] == list(HELP_PARAGRAPHS)
+    assert j["collected"] == list(disclosure.COLLECTED)
+    assert j["settings_url"] == "/settings/privacy"
+    html = c.get("/telemetry/help").text
+    assert html.startswith('<section class="helios-help"')
+    assert 'href="/settings/privacy"' in html and "DO_NOT_TRACK=1" in html
+    assert HELP_TEXT.startswith(HELP_TITLE) and TOGGLE_LABEL in HELP_TEXT
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("telemetry.js", "text/javascript; charset=utf-8"),
+        ("privacy.js", "text/javascript; charset=utf-8"),
+        ("telemetry.css", "text/css; charset=utf-8"),
+    ],
+)
+def test_static_files(on: Telemetry, name: str, content_type: str) -> None:
+    r = client(on).get(f"/telemetry/static/{name}")
+    assert r.status_code == 200 and r.headers["content-type"] == content_type
+    assert len(r.content) > 500
+
+
+@pytest.mark.parametrize("name", ["routes.py", "..%2Froutes.py", "../__init__.py", "nope.js"])
+def test_nothing_else_is_served_as_static(on: Telemetry, name: str) -> None:
+    assert client(on).get(f"/telemetry/static/{name}").status_code == 404
