@@ -7,6 +7,9 @@
   (by receipt time), and in the window, by edition and by version;
 * ``totals`` and ``top``: per kind (API calls, commands, UI actions) the summed
   counts over the window's UTC days, and the most used names;
+* ``api_usage``, ``command_usage``, ``ui_actions``: every name's count in the
+  window, the maps of a heartbeat summed over all instances (at most 1,000 names
+  per kind, the most used);
 * ``daily``: one entry per UTC day of the window, zeros included;
 * ``dropped``: what the instances reported they could not record, by reason.
 """
@@ -19,6 +22,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
+from outbox.names import PAYLOAD_KEYS
 
 DAY: Final = 86_400
 KINDS: Final = ("api", "command", "ui")
@@ -27,6 +31,8 @@ MAX_DAYS: Final = 366
 MAX_TOP: Final = 100
 #: Versions listed by name; the rest are left out (the sum of the list may be short).
 MAX_VERSIONS: Final = 20
+#: Names per kind in the full maps (``api_usage`` …): the most used.
+MAX_NAMES: Final = 1000
 
 
 def window(now: int, days: int) -> tuple[date, date]:
@@ -70,17 +76,19 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         day = (first + timedelta(days=offset)).isoformat()
         daily.append({"day": day, **{k: sums.get((day, k), 0) for k in KINDS}})
 
-    top_names: dict[str, list[dict[str, Any]]] = {}
+    by_name: dict[str, dict[str, int]] = {}
     for kind in KINDS:
         total_col = sa.func.sum(a.c["count"]).label("total")
-        names = conn.execute(
-            sa.select(a.c.name, total_col)
-            .where(in_window & (a.c.kind == kind))
-            .group_by(a.c.name)
-            .order_by(total_col.desc(), a.c.name)
-            .limit(top)
-        ).all()
-        top_names[kind] = [{"name": name, "count": int(total)} for name, total in names]
+        by_name[kind] = {
+            name: int(total)
+            for name, total in conn.execute(
+                sa.select(a.c.name, total_col)
+                .where(in_window & (a.c.kind == kind))
+                .group_by(a.c.name)
+                .order_by(total_col.desc(), a.c.name)
+                .limit(MAX_NAMES)
+            )
+        }
 
     dropped = {
         reason: int(total)
@@ -111,7 +119,12 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         },
         "heartbeats": {"received": int(heartbeats), "missing": int(missing)},
         "totals": {k: sum(d[k] for d in daily) for k in KINDS},
-        "top": top_names,
+        "top": {
+            kind: [{"name": n, "count": c} for n, c in list(by_name[kind].items())[:top]]
+            for kind in KINDS
+        },
+        # The same maps as a heartbeat's, summed over every instance (most used first).
+        **{PAYLOAD_KEYS[kind]: by_name[kind] for kind in KINDS},
         "daily": daily,
         "dropped": dropped,
     }

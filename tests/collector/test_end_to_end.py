@@ -90,8 +90,9 @@ def test_three_instances_over_four_days_arrive_exactly(
     for p in paths:
         tracked.update(totals(p))
     doc = collector.insights(days=7, top=100)
+    keys = {"api_usage": "api", "command_usage": "command", "ui_actions": "ui"}
     received = Counter(
-        {(kind, row["name"]): row["count"] for kind, rows in doc["top"].items() for row in rows}  # type: ignore[attr-defined]
+        {(kind, name): n for key, kind in keys.items() for name, n in doc[key].items()}  # type: ignore[attr-defined]
     )
     assert received == tracked
     assert sum(doc["totals"].values()) == sum(tracked.values())  # type: ignore[attr-defined]

@@ -91,6 +91,11 @@ def test_thirty_day_window(collector: Collector) -> None:
         ],
     }
     assert doc["dropped"] == {"over_capacity": 7}
+    # Every name, in the heartbeat's own shape, most used first.
+    assert doc["api_usage"] == {"users.list": 25, "groups.get": 20, "users.create": 5}
+    assert list(doc["api_usage"]) == ["users.list", "groups.get", "users.create"]  # type: ignore[call-overload]
+    assert doc["command_usage"] == {"sync": 3, "deploy": 2}
+    assert doc["ui_actions"] == {"export_csv": 6, "bulk_edit": 4}
     daily = {d["day"]: (d["api"], d["command"], d["ui"]) for d in doc["daily"]}
     assert len(doc["daily"]) == 30
     assert list(daily) == sorted(daily)
@@ -125,6 +130,7 @@ def test_short_window_and_top_limit(collector: Collector) -> None:
     doc = collector.insights(days=2, top=1)
     assert (doc["from"], doc["to"]) == ("2026-11-24", "2026-11-25")
     assert doc["totals"] == {"api": 10, "command": 3, "ui": 4}
+    assert doc["api_usage"] == {"users.create": 5, "users.list": 5}  # all names, not just top
     assert doc["top"] == {
         "api": [{"name": "users.create", "count": 5}],  # ties: by name
         "command": [{"name": "sync", "count": 3}],
