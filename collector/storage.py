@@ -188,8 +188,11 @@ class Storage:
 
     @property
     def display_url(self) -> str:
-        """The database URL with any password hidden."""
-        return self.url.render_as_string(hide_password=True)
+        """Where the data lives, for people: the SQLite file, or the URL without its password."""
+        if self.dialect == "sqlite":
+            return f"{self.url.database} (SQLite)"
+        shown = self.url.set(drivername="postgresql").render_as_string(hide_password=True)
+        return f"{shown} (PostgreSQL)"
 
     def close(self) -> None:
         self._writer.dispose()
@@ -543,8 +546,8 @@ def _sum_rows(heartbeats: Iterable[Heartbeat]) -> dict[tuple[str, str, str], int
     on the UTC day of ``period_end``."""
     totals: dict[tuple[str, str, str], int] = defaultdict(int)
     for hb in heartbeats:
-        for row in hb.rows:
-            totals[(row.day, row.kind, row.name)] += row.count
+        for day, kind, name, count in hb.rows:
+            totals[(day, kind, name)] += count
         drop_day = _utc_day(hb.period_end)
         for reason, n in hb.dropped.items():
             if n:

@@ -130,7 +130,9 @@ def test_a_database_from_a_newer_collector_is_refused(tmp_path: Path) -> None:
 def test_an_unreachable_postgresql_is_a_clear_error() -> None:
     result = CliRunner().invoke(main, ["--db", "postgresql://app:pw@127.0.0.1:9/none"])
     assert result.exit_code == 1
-    assert "cannot use PostgreSQL at postgresql+psycopg://app:***@127.0.0.1:9/none" in result.output
+    assert "cannot use PostgreSQL at postgresql://app:***@127.0.0.1:9/none (PostgreSQL)" in (
+        result.output
+    )
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

@@ -147,6 +147,7 @@ def test_other_content_types_are_415(collector: Collector, ctype: str | None) ->
 
 HOSTILE = [
     "alice@example.com",
+    "db01.example.com",
     "users'; DROP TABLE aggregated_metrics; --",
     "Robert'); DELETE FROM instances;--",
     "users.list OR 1=1",
