@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from collector.schema import (
@@ -107,3 +110,37 @@ def test_forget_path_is_the_heartbeat_url_with_the_id_in_place_of_heartbeat(
     endpoint = f"{c.url}/api/instances/heartbeat"
     url = endpoint.removesuffix("/heartbeat") + f"/{IID}"
     assert c.http.delete(url).status_code == 200
+
+
+def test_outbox_forget_against_the_collector(collector: Collector, tmp_path: Path) -> None:
+    """The other side of ``outbox forget``: the real command, the real service."""
+    from click.testing import CliRunner
+
+    from outbox import Telemetry, db, heartbeats
+    from outbox.cli import CliContext, cli
+
+    path = tmp_path / "helios" / "telemetry.db"
+    t = Telemetry(db_path=path, enabled=True, environ={}, clock=collector.clock)
+    t.track_command("sync")
+    t.close()
+    conn = db.connect(path)
+    hb = heartbeats.commit_seal(
+        conn,
+        heartbeats.plan_seal(conn),
+        heartbeat_id=str(uuid.uuid4()),
+        now=int(collector.clock()),
+        version="1.4.2",
+        edition="community",
+    )
+    conn.close()
+    assert hb is not None
+    assert collector.post(hb.payload).json()["status"] == "accepted"
+    endpoint = f"{collector.url}/api/instances/heartbeat"
+    args = ["--db", str(path), "forget", "--yes", "--endpoint", endpoint]
+    obj = CliContext(clock=collector.clock, busy_timeout=0.2)
+    result = CliRunner().invoke(cli, args, obj=obj, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "the service deleted the data of instance" in result.output
+    assert collector.insights(days=7)["totals"] == {"api": 0, "command": 0, "ui": 0}
+    again = CliRunner().invoke(cli, args, obj=obj, catch_exceptions=False)
+    assert "the service has no data for this instance (HTTP 404" in again.output
