@@ -7,8 +7,8 @@ from collections import Counter
 
 import sqlalchemy as sa
 
+from collector.records import sum_rows
 from collector.schema import aggregated_metrics, instance_heartbeats
-from collector.storage import _sum_rows
 from collector.validate import NO_LIMITS, parse
 from tests.collector.conftest import Collector
 from tests.collector.payloads import body
@@ -33,7 +33,7 @@ def aggregates(c: Collector) -> Counter[tuple[str, str, str]]:
 def from_bodies(c: Collector) -> Counter[tuple[str, str, str]]:
     def q(conn: sa.Connection) -> Counter[tuple[str, str, str]]:
         rows = conn.execute(sa.select(instance_heartbeats.c.body)).scalars()
-        return Counter(_sum_rows(parse(bytes(b), limits=NO_LIMITS) for b in rows))
+        return Counter(sum_rows(parse(bytes(b), limits=NO_LIMITS) for b in rows))
 
     return c.storage.read(q)
 
