@@ -64,10 +64,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) more than ``limit`` bytes without reading them all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise PayloadError(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise PayloadError(413, f"the body is {declared} bytes; the limit is {limit}")
+        if len(declared) > 18 or int(declared) > limit:
+            raise PayloadError(413, f"the body is {declared[:20]} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -87,7 +87,7 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= high:
         raise PayloadError(422, f"{name} must be an integer from 1 to {high}", name)
     return int(raw)
 

@@ -159,6 +159,8 @@ def test_an_empty_collector_answers_zeros(collector: Collector) -> None:
         ("days=367", "days"),
         ("days=abc", "days"),
         ("days=-1", "days"),
+        ("days=%C2%B2", "days"),
+        ("days=" + "9" * 5000, "days"),
         ("top=0", "top"),
         ("top=101", "top"),
     ],
