@@ -62,10 +62,15 @@ class Running:
     server: uvicorn.Server
     thread: threading.Thread
 
+    def stop(self, *, wait: bool = True) -> None:
+        """Ask the server to stop; with ``wait``, until it has (uvicorn takes ~0.2 s)."""
+        self.server.should_exit = True
+        if wait:
+            self.thread.join(10)
 
-@contextlib.contextmanager
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[Running]:
-    """Serve ``app`` on ``host:port`` in a thread until the block ends."""
+
+def start_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Running:
+    """Serve ``app`` on ``host:port`` from a daemon thread; returns once it listens."""
     sock = bind(host, port)
     server = make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -73,12 +78,18 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Ite
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
             sock.close()
             raise RuntimeError("the collector did not start")
-        time.sleep(0.01)
+        time.sleep(0.005)
+    return Running(base_url(sock), server, thread)  # uvicorn closes the socket when it stops
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[Running]:
+    """Serve ``app`` on ``host:port`` in a thread until the block ends."""
+    running = start_in_thread(app, host, port)
     try:
-        yield Running(base_url(sock), server, thread)
+        yield running
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        running.stop()

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 
 from collector import Storage, create_app
 from collector.schema import metadata
-from collector.server import serve_in_thread
+from collector.server import Running, serve_in_thread, start_in_thread
 from tests.helpers import FakeClock
 
 
@@ -102,6 +103,7 @@ def pg_dsn() -> Iterator[str]:
         ]
         _as_postgres(*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'app-pw'")
         _as_postgres(*psql, "-c", "CREATE DATABASE app_test OWNER app")
+        _as_postgres(*psql, "-c", "CREATE DATABASE app_refusals OWNER app")
     except (OSError, subprocess.SubprocessError) as e:
         detail = getattr(e, "stderr", "") or e
         if started:
@@ -151,12 +153,32 @@ def storage(db_target: str) -> Iterator[Storage]:
     s.close()
 
 
+class Http:
+    """The session's HTTP client, aimed at one collector (relative URLs are its)."""
+
+    def __init__(self, client: httpx.Client, base: str) -> None:
+        self.client = client
+        self.base = base
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, url if "://" in url else self.base + url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
 @dataclass
 class Collector:
     """A collector served by uvicorn on 127.0.0.1, and a client for it."""
 
     url: str
-    http: httpx.Client
+    http: Http
     storage: Storage
     clock: FakeClock
 
@@ -167,32 +189,74 @@ class Collector:
             headers={"Content-Type": "application/json", **headers},
         )
 
-    def insights(self, days: int = 30, **params: int) -> dict[str, object]:
+    def insights(self, days: int = 30, **params: int) -> dict[str, Any]:
         r = self.http.get("/api/insights", params={"days": days, **params})
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def serve(storage: Storage, clock: FakeClock) -> Iterator[Callable[..., Collector]]:
-    """Start a collector on the test's storage: ``serve(**create_app_kwargs)``."""
-    stack: list[object] = []
+@pytest.fixture(scope="session")
+def http_client() -> Iterator[httpx.Client]:
+    """One client for the session: making one costs ~40 ms (it loads the CA bundle)."""
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        yield client
 
-    def start(**kwargs: object) -> Collector:
+
+@pytest.fixture(scope="session")
+def stopping() -> Iterator[list[Running]]:
+    """Servers asked to stop; joined at the end of the session, not one by one
+    (uvicorn's shutdown sleeps ~0.2 s, which per test would be most of the suite)."""
+    servers: list[Running] = []
+    yield servers
+    for running in servers:
+        running.thread.join(10)
+
+
+@pytest.fixture
+def serve(
+    storage: Storage, clock: FakeClock, http_client: httpx.Client, stopping: list[Running]
+) -> Iterator[Callable[..., Collector]]:
+    """Start a collector on the test's storage: ``serve(**create_app_kwargs)``."""
+    started: list[Running] = []
+
+    def start(**kwargs: Any) -> Collector:
         kwargs.setdefault("clock", clock)
-        app = create_app(storage, **kwargs)  # type: ignore[arg-type]
-        cm = serve_in_thread(app)
-        running = cm.__enter__()
-        http = httpx.Client(base_url=running.url, timeout=30, trust_env=False)
-        stack.append((cm, http))
-        return Collector(running.url, http, storage, clock)
+        running = start_in_thread(create_app(storage, **kwargs))
+        started.append(running)
+        return Collector(running.url, Http(http_client, running.url), storage, clock)
 
     yield start
-    for cm, http in reversed(stack):  # type: ignore[misc]
-        http.close()
-        cm.__exit__(None, None, None)
+    for running in started:
+        running.stop(wait=False)
+        stopping.append(running)
 
 
 @pytest.fixture
 def collector(serve: Callable[..., Collector]) -> Collector:
     return serve()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def refusing(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    http_client: httpx.Client,
+) -> Iterator[Collector]:
+    """One collector per module and backend for tests whose requests are all refused.
+
+    Starting a server and a database for each of them would be most of their time;
+    since nothing they send is stored, they share one (its own PostgreSQL
+    database, so that the per-test resets do not touch it).
+    """
+    if request.param == "sqlite":
+        target = str(tmp_path_factory.mktemp("refusing") / "collector.db")
+    else:
+        target = str(request.getfixturevalue("pg_dsn")).replace("/app_test", "/app_refusals")
+        reset_postgres(target)
+    storage = Storage(target)
+    clock = FakeClock()
+    with serve_in_thread(create_app(storage, clock=clock)) as running:
+        yield Collector(running.url, Http(http_client, running.url), storage, clock)
+    storage.close()

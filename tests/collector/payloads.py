@@ -65,7 +65,7 @@ def dumps(doc: Any) -> bytes:
 
 def totals(counts: Mapping[tuple[str, str, str], int]) -> dict[str, int]:
     """Summed counts per kind."""
-    out = {k: 0 for k in KINDS}
+    out: dict[str, int] = dict.fromkeys(KINDS, 0)
     for (kind, _, _), n in counts.items():
         out[kind] += n
     return out

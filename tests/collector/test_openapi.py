@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ def heartbeat_validator(spec: dict[str, Any]) -> Any:
     return jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
 
 
-def test_served_document_is_the_one_for_the_limits(serve) -> None:  # type: ignore[no-untyped-def]
-    c: Collector = serve(limits=Limits(max_body=4096))
+def test_served_document_is_the_one_for_the_limits(serve: Callable[..., Collector]) -> None:
+    c = serve(limits=Limits(max_body=4096))
     spec = c.http.get("/openapi.json").json()
     assert spec == json.loads(json.dumps(document(Limits(max_body=4096))))
     assert spec["openapi"] == "3.1.0"
@@ -63,13 +64,13 @@ def test_payloads_the_outbox_builds_match_the_schema() -> None:
     ],
 )
 def test_what_the_schema_refuses_the_collector_refuses(
-    collector: Collector, path_value: tuple[str, Any]
+    refusing: Collector, path_value: tuple[str, Any]
 ) -> None:
     key, value = path_value
     doc = copy.deepcopy(payload())
     doc[key] = value
     assert not heartbeat_validator(document()).is_valid(doc)
-    assert collector.post(json.dumps(doc).encode()).status_code in (400, 422)
+    assert refusing.post(json.dumps(doc).encode()).status_code in (400, 422)
 
 
 def test_a_sums_mismatch_is_the_one_rule_the_schema_cannot_say(collector: Collector) -> None:

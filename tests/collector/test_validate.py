@@ -260,7 +260,7 @@ aggregates = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rows=aggregates, seq=st.integers(1, 2**40))
 def test_every_payload_the_outbox_can_build_is_accepted_and_sums_match(
     rows: list[Aggregate], seq: int
