@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,11 +11,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from collector import Storage, create_app
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
+from collector.server import serve_in_thread
 from collector.validate import Limits
 from outbox.payload import sha256_hex
 from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, IID, IID2, MIX, body, dumps, payload, totals
+from tests.helpers import FakeClock
 
 
 def table_counts(c: Collector) -> dict[str, int]:
@@ -284,3 +288,34 @@ def test_a_heartbeat_with_only_drops_is_accepted(collector: Collector) -> None:
     assert doc["totals"] == {"api": 0, "command": 0, "ui": 0}
     assert doc["dropped"] == {"storage_error": 5}
     assert doc["instances"]["active_7d"] == 1
+
+
+def test_two_collectors_on_one_database_count_each_heartbeat_once(
+    db_target: str, clock: FakeClock, http_client: httpx.Client
+) -> None:
+    """Two collector processes' worth (two storages, two servers) on one database:
+    both create the schema at once, then receive the same heartbeats concurrently."""
+    storages = [Storage(db_target, busy_timeout=10) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        apps = list(pool.map(lambda s: create_app(s, clock=clock), storages))
+    bodies = [body(instance_id=f"5d0c0000-0000-4000-8000-{i:012d}") for i in range(40)]
+    with serve_in_thread(apps[0]) as one, serve_in_thread(apps[1]) as two:
+        urls = [f"{one.url}/api/instances/heartbeat", f"{two.url}/api/instances/heartbeat"]
+
+        def send(i: int) -> str:
+            r = http_client.post(
+                urls[i % 2],
+                content=bodies[i // 2 % 40],
+                headers={"Content-Type": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            return str(r.json()["status"])
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = Counter(pool.map(send, range(160)))  # each body 4 times, 2 per server
+        doc = http_client.get(f"{two.url}/api/insights", params={"days": 7}).json()
+    for s in storages:
+        s.close()
+    assert statuses == {"accepted": 40, "duplicate": 120}
+    assert doc["totals"] == {k: 40 * v for k, v in totals(MIX).items()}
+    assert doc["heartbeats"] == {"received": 40, "missing": 0}
