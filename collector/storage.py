@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -53,6 +55,23 @@ def database_url(target: str | Path) -> sa.URL:
         f"unsupported database URL scheme {url.drivername!r}: give a file path, "
         "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
     )
+
+
+def _wal(cur: sqlite3.Cursor, timeout: float) -> None:
+    """Switch a SQLite file to WAL (once; it sticks).
+
+    Two processes opening a new file at the same moment may both try, and SQLite
+    answers "locked" to one of them at once, without waiting for the busy timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Storage:
@@ -115,9 +134,9 @@ class Storage:
         def _connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            _wal(cur, busy_timeout)
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")

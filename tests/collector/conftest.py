@@ -13,6 +13,7 @@ import glob
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -196,10 +197,28 @@ class Collector:
 
 
 @pytest.fixture(scope="session")
-def http_client() -> Iterator[httpx.Client]:
-    """One client for the session: making one costs ~40 ms (it loads the CA bundle)."""
-    with httpx.Client(timeout=30, trust_env=False) as client:
-        yield client
+def tls() -> ssl.SSLContext:
+    """Made once: an httpx client loading the CA bundle itself costs ~40 ms (only
+    plain HTTP on loopback is used here)."""
+    return ssl.create_default_context()
+
+
+#: As many keep-alive connections as the tests have threads: when more threads than
+#: ``max_keepalive_connections`` share one httpx client, httpcore 1.0.9 now and then
+#: closes a connection another thread is using ("Bad file descriptor"; encode/httpcore
+#: issue 1110).
+LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+
+
+def client(tls: ssl.SSLContext) -> httpx.Client:
+    return httpx.Client(timeout=30, trust_env=False, verify=tls, limits=LIMITS)
+
+
+@pytest.fixture
+def http_client(tls: ssl.SSLContext) -> Iterator[httpx.Client]:
+    """A client per test, so that no keep-alive connection outlives its server."""
+    with client(tls) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")
@@ -242,7 +261,7 @@ def collector(serve: Callable[..., Collector]) -> Collector:
 def refusing(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    http_client: httpx.Client,
+    tls: ssl.SSLContext,
 ) -> Iterator[Collector]:
     """One collector per module and backend for tests whose requests are all refused.
 
@@ -257,6 +276,9 @@ def refusing(
         reset_postgres(target)
     storage = Storage(target)
     clock = FakeClock()
-    with serve_in_thread(create_app(storage, clock=clock)) as running:
-        yield Collector(running.url, Http(http_client, running.url), storage, clock)
+    with (
+        serve_in_thread(create_app(storage, clock=clock)) as running,
+        client(tls) as http,
+    ):
+        yield Collector(running.url, Http(http, running.url), storage, clock)
     storage.close()
