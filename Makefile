@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check outbox worker tests benchmarks examples
-	$(VENV)/bin/ruff format --check outbox worker tests benchmarks examples
+	$(VENV)/bin/ruff check outbox worker collector tests benchmarks examples
+	$(VENV)/bin/ruff format --check outbox worker collector tests benchmarks examples
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected nothing: an empty suite proves nothing, so fail.

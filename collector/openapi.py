@@ -1,0 +1,236 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``, written by hand.
+
+The heartbeat schema is derived from the same constants :mod:`collector.validate`
+checks, so the document cannot drift from the code. One rule is not expressible
+in JSON Schema: the top-level maps must equal the sums of ``days`` (a body that
+breaks it is answered 422, which the document lists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector import validate as v
+from collector.insights import MAX_DAYS, MAX_TOP
+from outbox.names import MAX_NAME_LENGTH
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict[str, Any]:
+    """The OpenAPI document for a collector running with ``limits``."""
+    name = {"type": "string", "pattern": v.NAME_REGEX, "maxLength": MAX_NAME_LENGTH}
+    counts = {
+        "type": "object",
+        "propertyNames": name,
+        "additionalProperties": {"type": "integer", "minimum": 1, "maximum": v.MAX_COUNT},
+        "maxProperties": limits.max_names_per_kind,
+    }
+    uuid = {"type": "string", "format": "uuid", "pattern": f"^{v.UUID_PATTERN}$"}
+    time = {"type": "string", "format": "date-time", "pattern": f"^{v.TIME_PATTERN}$"}
+    heartbeat = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(v.TOP_KEYS),
+        "properties": {
+            "schema_version": {"type": "integer", "const": v.SCHEMA_VERSION},
+            "heartbeat_id": uuid,
+            "instance_id": uuid,
+            "sequence": {"type": "integer", "minimum": 1, "maximum": v.MAX_SEQUENCE},
+            "period_start": time,
+            "period_end": time,
+            "app": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["version", "edition"],
+                "properties": {
+                    "version": {
+                        "type": "string",
+                        "pattern": f"^{v.VERSION_PATTERN}$",
+                        "minLength": 1,
+                        "maxLength": v.MAX_VERSION_LENGTH,
+                    },
+                    "edition": {"type": "string", "enum": list(v.EDITIONS)},
+                },
+            },
+            "api_usage": {"$ref": "#/components/schemas/Counts"},
+            "command_usage": {"$ref": "#/components/schemas/Counts"},
+            "ui_actions": {"$ref": "#/components/schemas/Counts"},
+            "days": {
+                "type": "object",
+                "propertyNames": {
+                    "type": "string",
+                    "format": "date",
+                    "pattern": f"^{v.DAY_PATTERN}$",
+                },
+                "additionalProperties": {"$ref": "#/components/schemas/Day"},
+                "maxProperties": limits.max_days,
+                "description": "The same counts split by UTC day; the top-level maps are "
+                "their sums.",
+            },
+            "dropped": {
+                "type": "object",
+                "required": ["invalid_name", "storage_error", "over_capacity"],
+                "propertyNames": {
+                    "type": "string",
+                    "pattern": f"^{v.REASON_PATTERN}$",
+                    "maxLength": MAX_NAME_LENGTH,
+                },
+                "additionalProperties": {"type": "integer", "minimum": 0, "maximum": v.MAX_COUNT},
+                "maxProperties": limits.max_drop_reasons,
+            },
+        },
+    }
+    day = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["api_usage", "command_usage", "ui_actions"],
+        "properties": {
+            "api_usage": {"$ref": "#/components/schemas/Counts"},
+            "command_usage": {"$ref": "#/components/schemas/Counts"},
+            "ui_actions": {"$ref": "#/components/schemas/Counts"},
+        },
+    }
+    receipt = {
+        "type": "object",
+        "required": ["status", "payload_sha256"],
+        "properties": {
+            "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+            "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    }
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "field": {"type": "string", "description": "dotted path of the offending field"},
+            "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    }
+    window = [
+        {
+            "name": "days",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
+        },
+        {
+            "name": "top",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
+        },
+    ]
+    instance_path = {
+        "name": "instance_id",
+        "in": "path",
+        "required": True,
+        "schema": uuid,
+        "description": "the instance_id the heartbeats carried",
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Helios telemetry collector",
+            "version": version,
+            "description": "Receives Helios telemetry heartbeats (schema version 1), counts "
+            "each exactly once, and publishes the aggregate insights.",
+        },
+        "paths": {
+            "/api/instances/heartbeat": {
+                "post": {
+                    "operationId": "postHeartbeat",
+                    "summary": "Store one heartbeat (idempotent by heartbeat_id)",
+                    "description": "Senders also send an `Idempotency-Key` header; when "
+                    "present it must equal the body's heartbeat_id (else 422). It is not "
+                    "listed as a parameter because that rule spans the header and the body. "
+                    "Likewise the top-level maps must be the sums of `days` (else 422).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Heartbeat"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "accepted (new) or duplicate (same id and body "
+                            "seen before; counted once); payload_sha256 is the stored body's",
+                            "content": {"application/json": {"schema": receipt}},
+                        },
+                        "400": _error("not a JSON object, or schema_version is not 1"),
+                        "409": _error("this heartbeat_id was received with a different body"),
+                        "413": _error(f"the body is larger than {limits.max_body} bytes"),
+                        "415": _error("the body is not sent as application/json"),
+                        "422": _error("a field breaks schema version 1; `field` names it"),
+                        "503": _error("storage busy or overloaded; honour Retry-After"),
+                    },
+                }
+            },
+            "/api/instances/{instance_id}": {
+                "get": {
+                    "operationId": "getInstance",
+                    "summary": "What is stored about one instance (its operator's view)",
+                    "parameters": [instance_path],
+                    "responses": {
+                        "200": {"description": "the instance", "content": {"application/json": {}}},
+                        "404": _error("no heartbeat from this instance is stored"),
+                        "422": _error("instance_id is not a UUID"),
+                    },
+                },
+                "delete": {
+                    "operationId": "forgetInstance",
+                    "summary": "Delete an instance's heartbeats and subtract its counts",
+                    "parameters": [instance_path],
+                    "responses": {
+                        "200": {
+                            "description": "what was removed",
+                            "content": {"application/json": {}},
+                        },
+                        "404": _error("no heartbeat from this instance is stored"),
+                        "422": _error("instance_id is not a UUID"),
+                        "503": _error("storage busy; honour Retry-After"),
+                    },
+                },
+            },
+            "/api/insights": {
+                "get": {
+                    "operationId": "getInsights",
+                    "summary": "The public aggregate numbers",
+                    "parameters": window,
+                    "responses": {
+                        "200": {"description": "insights", "content": {"application/json": {}}},
+                        "422": _error("days or top out of range"),
+                    },
+                }
+            },
+            "/insights": {
+                "get": {
+                    "operationId": "getDashboard",
+                    "summary": "The public dashboard (HTML, inline SVG, no scripts)",
+                    "parameters": window,
+                    "responses": {
+                        "200": {"description": "the page", "content": {"text/html": {}}},
+                        "422": _error("days or top out of range"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "responses": {
+                        "200": {"description": "up", "content": {"application/json": {}}},
+                        "503": _error("the database does not answer"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {"Heartbeat": heartbeat, "Day": day, "Counts": counts, "Error": error}
+        },
+    }

@@ -1,0 +1,124 @@
+"""The collector's tables (SQLAlchemy Core) and their versioned migrations.
+
+The same definitions serve SQLite and PostgreSQL. Times are unix seconds in
+64-bit integers, UTC days are ``YYYY-MM-DD`` text (which sorts and compares as the
+date does, and needs no conversion in either driver), ids are the canonical
+36-character UUID text.
+Nothing here holds a client address: the collector never learns more about a
+sender than what its heartbeat says.
+
+Migrations: ``schema_version`` holds one row per applied version. A new database
+is created at :data:`SCHEMA_VERSION` straight from these tables; an older one is
+brought up by the numbered steps in :data:`UPGRADES` (step *n* turns version
+*n - 1* into *n*), all in one transaction. A database newer than this code is
+refused (:class:`~collector.errors.SchemaTooNew`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import sqlalchemy as sa
+
+from collector.errors import SchemaTooNew
+
+SCHEMA_VERSION: Final = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+)
+
+#: One row per heartbeat ever accepted: the idempotency record, and the body as
+#: received (what ``forget`` subtracts exactly, and what an operator can audit).
+instance_heartbeats = sa.Table(
+    "instance_heartbeats",
+    metadata,
+    sa.Column("heartbeat_id", sa.String(36), primary_key=True),
+    sa.Column("instance_id", sa.String(36), nullable=False, index=True),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("period_start", sa.BigInteger, nullable=False),
+    sa.Column("period_end", sa.BigInteger, nullable=False),
+    sa.Column("edition", sa.String(16), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+)
+
+#: The public totals: per UTC day, kind (api, command, ui, dropped) and name.
+aggregated_metrics = sa.Table(
+    "aggregated_metrics",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("count >= 0", name="aggregated_metrics_count_nonnegative"),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),
+    sa.Column("last_seen", sa.BigInteger, nullable=False, index=True),
+    sa.Column("edition", sa.String(16), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("last_sequence", sa.BigInteger, nullable=False),  # the highest seen
+    sa.Column("heartbeats", sa.BigInteger, nullable=False),
+    sa.Column("missing", sa.BigInteger, nullable=False),  # sequence numbers never received
+    sa.Column("repeats", sa.BigInteger, nullable=False),  # a sequence number seen twice
+)
+
+#: Runs of sequence numbers an instance skipped (``first_missing``..``last_missing``);
+#: a late heartbeat that fills one splits or shrinks it.
+sequence_gaps = sa.Table(
+    "sequence_gaps",
+    metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
+    sa.Column("first_missing", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("last_missing", sa.BigInteger, nullable=False),
+)
+
+#: Step n brings a database from version n - 1 to n (none yet: version 1 is the first).
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {}
+
+
+def current_version(conn: sa.Connection) -> int:
+    """The version recorded in the database; 0 when it has no collector tables."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+    return int(found or 0)
+
+
+def migrate(conn: sa.Connection, *, now: int) -> int:
+    """Create or upgrade the schema inside the caller's transaction.
+
+    :returns: the version the database was at before (0 for a new one).
+    :raises SchemaTooNew: the database was written by a newer collector.
+    """
+    if conn.dialect.name == "postgresql":
+        # Two collectors starting at once must not both create the tables.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7426001)"))
+    before = current_version(conn)
+    if before > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the database is at collector schema version {before}, but this collector "
+            f"knows versions up to {SCHEMA_VERSION}: upgrade helios-telemetry"
+        )
+    if before == 0:
+        metadata.create_all(conn)
+        conn.execute(sa.insert(schema_version), {"version": SCHEMA_VERSION, "applied_at": now})
+        return 0
+    for step in range(before + 1, SCHEMA_VERSION + 1):
+        UPGRADES[step](conn)
+        conn.execute(sa.insert(schema_version), {"version": step, "applied_at": now})
+    return before

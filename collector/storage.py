@@ -1,0 +1,242 @@
+"""The collector's storage: one class, the same code on SQLite and PostgreSQL.
+
+:class:`Storage` owns the SQLAlchemy engines and runs every operation in one
+transaction (what the transactions do is in :mod:`collector.records`):
+:meth:`Storage.ingest`, :meth:`Storage.forget`, :meth:`Storage.instance`, and
+:meth:`Storage.read` for the insights.
+
+SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` plus a process-wide lock so
+that writers queue instead of failing with "database is locked"; a lock held by
+another process for longer than the timeout is :class:`StorageBusy`. PostgreSQL:
+psycopg 3, and a transaction that lost a race (deadlock, serialization failure,
+:class:`~collector.records.RaceLost`) runs again. ``sqlalchemy`` and driver errors
+are translated into :mod:`collector.errors` here: nothing above sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import sqlalchemy as sa
+
+from collector import records, schema
+from collector.bulk import Statements
+from collector.errors import StorageBusy, StorageError
+from collector.records import Forgotten, InstanceInfo, Outcome, RaceLost
+from collector.validate import Heartbeat
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: PostgreSQL SQLSTATEs worth retrying the whole transaction for.
+_RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
+_ATTEMPTS: Final = 5
+
+
+def database_url(target: str | Path) -> sa.URL:
+    """``postgresql://…`` (driven by psycopg 3), ``sqlite:///…``, or a plain file path."""
+    text = str(target)
+    if "://" not in text:
+        return sa.URL.create("sqlite+pysqlite", database=str(Path(text).expanduser().resolve()))
+    url = sa.make_url(text)
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url.set(drivername="sqlite+pysqlite")
+    raise StorageError(
+        f"unsupported database URL scheme {url.drivername!r}: give a file path, "
+        "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+    )
+
+
+def _wal(cur: sqlite3.Cursor, timeout: float) -> None:
+    """Switch a SQLite file to WAL (once; it sticks).
+
+    Two processes opening a new file at the same moment may both try, and SQLite
+    answers "locked" to one of them at once, without waiting for the busy timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+class Storage:
+    """The collector's database.
+
+    :param target: a SQLite file path (created with its folder), ``sqlite:///PATH``
+        or ``postgresql://USER:PASSWORD@HOST:PORT/DB``.
+    :param busy_timeout: seconds a SQLite writer waits for another process's lock
+        before giving up with :class:`StorageBusy` (answered as 503).
+    :param synchronous: SQLite's ``synchronous`` pragma; ``FULL`` makes an
+        accepted heartbeat survive a power cut (commits are batched, so this is cheap).
+    :param pool_size: PostgreSQL connections kept open.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        pool_size: int = 8,
+    ) -> None:
+        self.url = database_url(target)
+        self.dialect: Literal["sqlite", "postgresql"] = (
+            "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
+        )
+        self._sql = Statements(self.dialect)
+        self._lock: contextlib.AbstractContextManager[Any]
+        if self.dialect == "sqlite":
+            path = Path(self.url.database or "")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create the folder for {path}: {e}") from e
+            self._writer = self._sqlite_engine(busy_timeout, synchronous, "BEGIN IMMEDIATE", 1)
+            self._reader = self._sqlite_engine(busy_timeout, synchronous, "BEGIN", 4)
+            self._lock = threading.Lock()
+        else:
+            self._writer = sa.create_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+            self._reader = self._writer
+            self._lock = contextlib.nullcontext()
+
+    def _sqlite_engine(
+        self, busy_timeout: float, synchronous: str, begin: str, pool_size: int
+    ) -> sa.Engine:
+        engine = sa.create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=4,
+            connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            _wal(cur, busy_timeout)
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    @property
+    def display_url(self) -> str:
+        """Where the data lives, for people: the SQLite file, or the URL without its password."""
+        if self.dialect == "sqlite":
+            return f"{self.url.database} (SQLite)"
+        shown = self.url.set(drivername="postgresql").render_as_string(hide_password=True)
+        return f"{shown} (PostgreSQL)"
+
+    def close(self) -> None:
+        self._writer.dispose()
+        if self._reader is not self._writer:
+            self._reader.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+
+    def _run(self, engine: sa.Engine, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+        """Run ``fn`` in one transaction, retrying lost races; translate driver errors."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._lock if write else contextlib.nullcontext():
+                    with engine.begin() as conn:
+                        return fn(conn)
+            except RaceLost:
+                if attempt == _ATTEMPTS:
+                    raise StorageBusy("the database stayed contended; try again") from None
+            except sa.exc.DBAPIError as e:
+                sqlstate = getattr(e.orig, "sqlstate", None)
+                if sqlstate in _RETRY_SQLSTATES and attempt < _ATTEMPTS:
+                    log.info("retrying a transaction after SQLSTATE %s", sqlstate)
+                    continue
+                raise self._translate(e) from e
+            except sa.exc.SQLAlchemyError as e:
+                raise StorageError(f"database error: {type(e).__name__}: {e}") from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _translate(self, e: sa.exc.DBAPIError) -> StorageError:
+        text = str(e.orig)
+        low = text.lower()
+        if self.dialect == "sqlite" and ("locked" in low or "busy" in low):
+            return StorageBusy(f"the SQLite database is locked by another process: {text}")
+        if getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+            return StorageBusy(f"the database stayed contended: {text}")
+        if isinstance(e, sa.exc.OperationalError) and self.dialect == "postgresql":
+            return StorageBusy(f"cannot use PostgreSQL at {self.display_url}: {text}")
+        return StorageError(f"database error: {text}")
+
+    def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` in one snapshot."""
+        return self._run(self._reader, fn, write=False)
+
+    def write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn(conn)`` in one write transaction (serialized on SQLite)."""
+        return self._run(self._writer, fn, write=True)
+
+    def migrate(self, *, now: int) -> int:
+        """Create or upgrade the schema; returns the version found (0 = new database).
+
+        :raises collector.errors.SchemaTooNew: the database belongs to a newer collector.
+        :raises StorageError: the database cannot be reached or written.
+        """
+        return self.write(lambda conn: schema.migrate(conn, now=now))
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+        except StorageError:
+            return False
+        return True
+
+    # -- the operations -----------------------------------------------------------------
+
+    def ingest(self, batch: Sequence[Heartbeat], *, now: int) -> list[Outcome]:
+        """Record ``batch`` in one transaction; one :class:`Outcome` per item, in order.
+
+        The same ``heartbeat_id`` twice in one batch behaves as if sent one after
+        the other: the first may be accepted, the rest are duplicates or conflicts.
+        """
+        if not batch:
+            return []
+        return self.write(lambda conn: records.ingest(conn, self._sql, batch, now))
+
+    def forget(self, instance_id: str) -> Forgotten | None:
+        """Delete ``instance_id`` and subtract exactly its counts, in one transaction.
+
+        :returns: what was removed, or ``None`` for an instance never seen.
+        """
+        return self.write(lambda conn: records.forget(conn, self._sql, instance_id))
+
+    def instance(self, instance_id: str, *, max_gaps: int = 1000) -> InstanceInfo | None:
+        """What the collector holds about one instance, or ``None``."""
+        return self.read(lambda conn: records.instance_info(conn, instance_id, max_gaps=max_gaps))
+
+
+__all__ = ["Forgotten", "InstanceInfo", "Outcome", "Storage", "database_url"]

@@ -1,0 +1,284 @@
+"""Collector fixtures: a storage on SQLite and on PostgreSQL, a real server around it.
+
+PostgreSQL: one throwaway cluster per test session (``initdb`` into a temp dir,
+its own port and socket dir, ``fsync=off``), started with ``runuser -u postgres``
+when running as root. If it cannot be started the PostgreSQL tests FAIL, so that
+CI cannot pass without them; ``HELIOS_SKIP_POSTGRES=1`` skips them instead (for a
+laptop without PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from collector import Storage, create_app
+from collector.schema import metadata
+from collector.server import Running, serve_in_thread, start_in_thread
+from tests.helpers import FakeClock
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(*cmd: str) -> subprocess.CompletedProcess[str]:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """``postgresql://app:…@127.0.0.1:PORT/app_test`` on a cluster made for this session."""
+    if os.environ.get("HELIOS_SKIP_POSTGRES") == "1":
+        pytest.skip("HELIOS_SKIP_POSTGRES=1: PostgreSQL tests skipped on purpose")
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        pytest.fail(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+            "apt-get install -y --no-install-recommends postgresql, "
+            "or set HELIOS_SKIP_POSTGRES=1 to skip these tests",
+            pytrace=False,
+        )
+    bindir = os.path.dirname(initdbs[-1])
+    tmp = tempfile.mkdtemp(prefix="collector-pg-")
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = os.path.join(tmp, "data"), _free_port()
+    started = False
+    try:
+        _as_postgres(
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        _as_postgres(
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            f"{tmp}/server.log",
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
+            "-c fsync=off -c max_connections=200",
+            "start",
+        )
+        started = True
+        psql = [
+            f"{bindir}/psql",
+            "-h",
+            tmp,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+        ]
+        _as_postgres(*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+        _as_postgres(*psql, "-c", "CREATE DATABASE app_test OWNER app")
+        _as_postgres(*psql, "-c", "CREATE DATABASE app_refusals OWNER app")
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", "") or e
+        if started:
+            _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pytest.fail(
+            f"PostgreSQL could not be started for the tests: {detail}\n"
+            "Set HELIOS_SKIP_POSTGRES=1 to skip the PostgreSQL tests instead.",
+            pytrace=False,
+        )
+    try:
+        yield f"postgresql://app:app-pw@127.0.0.1:{port}/app_test"
+    finally:
+        _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reset_postgres(dsn: str) -> None:
+    """Drop every collector table: each test starts from an empty database."""
+    engine = sa.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where the test's collector database lives: a file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        return str(tmp_path / "collector" / "collector.db")
+    dsn = str(request.getfixturevalue("pg_dsn"))
+    reset_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
+def storage(db_target: str) -> Iterator[Storage]:
+    s = Storage(db_target)
+    yield s
+    s.close()
+
+
+class Http:
+    """The session's HTTP client, aimed at one collector (relative URLs are its)."""
+
+    def __init__(self, client: httpx.Client, base: str) -> None:
+        self.client = client
+        self.base = base
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, url if "://" in url else self.base + url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+@dataclass
+class Collector:
+    """A collector served by uvicorn on 127.0.0.1, and a client for it."""
+
+    url: str
+    http: Http
+    storage: Storage
+    clock: FakeClock
+
+    def post(self, body: bytes, **headers: str) -> httpx.Response:
+        return self.http.post(
+            "/api/instances/heartbeat",
+            content=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
+
+    def insights(self, days: int = 30, **params: int) -> dict[str, Any]:
+        r = self.http.get("/api/insights", params={"days": days, **params})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def tls() -> ssl.SSLContext:
+    """Made once: an httpx client loading the CA bundle itself costs ~40 ms (only
+    plain HTTP on loopback is used here)."""
+    return ssl.create_default_context()
+
+
+#: As many keep-alive connections as the tests have threads: when more threads than
+#: ``max_keepalive_connections`` share one httpx client, httpcore 1.0.9 now and then
+#: closes a connection another thread is using ("Bad file descriptor"; encode/httpcore
+#: issue 1110).
+LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+
+
+def client(tls: ssl.SSLContext) -> httpx.Client:
+    return httpx.Client(timeout=30, trust_env=False, verify=tls, limits=LIMITS)
+
+
+@pytest.fixture
+def http_client(tls: ssl.SSLContext) -> Iterator[httpx.Client]:
+    """A client per test, so that no keep-alive connection outlives its server."""
+    with client(tls) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def stopping() -> Iterator[list[Running]]:
+    """Servers asked to stop; joined at the end of the session, not one by one
+    (uvicorn's shutdown sleeps ~0.2 s, which per test would be most of the suite)."""
+    servers: list[Running] = []
+    yield servers
+    for running in servers:
+        running.thread.join(10)
+
+
+@pytest.fixture
+def serve(
+    storage: Storage, clock: FakeClock, http_client: httpx.Client, stopping: list[Running]
+) -> Iterator[Callable[..., Collector]]:
+    """Start a collector on the test's storage: ``serve(**create_app_kwargs)``."""
+    started: list[Running] = []
+
+    def start(**kwargs: Any) -> Collector:
+        kwargs.setdefault("clock", clock)
+        running = start_in_thread(create_app(storage, **kwargs))
+        started.append(running)
+        return Collector(running.url, Http(http_client, running.url), storage, clock)
+
+    yield start
+    for running in started:
+        running.stop(wait=False)
+        stopping.append(running)
+
+
+@pytest.fixture
+def collector(serve: Callable[..., Collector]) -> Collector:
+    return serve()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def refusing(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls: ssl.SSLContext,
+) -> Iterator[Collector]:
+    """One collector per module and backend for tests whose requests are all refused.
+
+    Starting a server and a database for each of them would be most of their time;
+    since nothing they send is stored, they share one (its own PostgreSQL
+    database, so that the per-test resets do not touch it).
+    """
+    if request.param == "sqlite":
+        target = str(tmp_path_factory.mktemp("refusing") / "collector.db")
+    else:
+        target = str(request.getfixturevalue("pg_dsn")).replace("/app_test", "/app_refusals")
+        reset_postgres(target)
+    storage = Storage(target)
+    clock = FakeClock()
+    with (
+        serve_in_thread(create_app(storage, clock=clock)) as running,
+        client(tls) as http,
+    ):
+        yield Collector(running.url, Http(http, running.url), storage, clock)
+    storage.close()

@@ -1,0 +1,159 @@
+"""``outbox-collector`` / ``python -m collector`` as an operator runs it: a real process."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from collector.__main__ import main
+from tests.collector.payloads import IID, body
+from tests.helpers import child_env
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[str], banner: list[str]) -> None:
+        self.proc = proc
+        self.banner = banner
+        line = next(x for x in banner if "POST " in x)
+        self.heartbeat_url = line.split("POST ", 1)[1].strip()
+        self.url = self.heartbeat_url.removesuffix("/api/instances/heartbeat")
+
+    def stop(self) -> str:
+        """SIGTERM: uvicorn finishes the requests in flight, shuts down, and then
+        re-raises the signal, so the exit status says "terminated by SIGTERM"."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=20)
+        assert self.proc.returncode == -signal.SIGTERM, err
+        assert "Application shutdown complete" in err
+        return err
+
+
+def start(*args: str) -> Server:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    assert proc.stdout is not None
+    banner = []
+    for line in proc.stdout:
+        banner.append(line)
+        if "Press Ctrl-C" in line:
+            return Server(proc, banner)
+    _, err = proc.communicate(timeout=20)
+    raise AssertionError(f"the collector did not start: {''.join(banner)}{err}")
+
+
+@pytest.fixture
+def server(db_target: str) -> Iterator[Server]:
+    s = start("--db", db_target)
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.communicate()
+
+
+@pytest.mark.slow
+def test_serves_heartbeats_and_logs_no_client_address(server: Server) -> None:
+    assert server.banner[0].startswith("outbox-collector: storing in ")
+    assert "app-pw" not in "".join(server.banner)  # a PostgreSQL password is never printed
+    assert any(f"dashboard   {server.url}/insights" in line for line in server.banner)
+    with httpx.Client(base_url=server.url, trust_env=False) as http:
+        r = http.post(
+            server.heartbeat_url, content=body(), headers={"Content-Type": "application/json"}
+        )
+        assert r.json()["status"] == "accepted"
+        assert http.get(f"/api/instances/{IID}").json()["totals"] == {
+            "api": 15,
+            "command": 1,
+            "ui": 2,
+        }
+        assert http.delete(f"/api/instances/{IID}").status_code == 200
+        assert http.get("/healthz").status_code == 200
+    err = server.stop()
+    assert "collector.access: POST /api/instances/heartbeat 200 " in err
+    assert "collector.access: DELETE /api/instances/{id} 200 " in err
+    assert IID not in err  # the instance id (the operator's secret) is masked
+    assert "127.0.0.1" not in err  # no client address, in any log line
+
+
+@pytest.mark.slow
+def test_the_database_survives_a_restart(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    b = body()
+    first = start("--db", db, "--no-access-log")
+    httpx.post(first.heartbeat_url, content=b, headers={"Content-Type": "application/json"})
+    first.stop()
+    second = start("--db", db, "--no-access-log")
+    r = httpx.post(second.heartbeat_url, content=b, headers={"Content-Type": "application/json"})
+    assert r.json()["status"] == "duplicate"
+    assert "collector.access" not in second.stop()
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--db", "--host", "--port", "--max-body", "--writers", "--access-log"):
+        assert option in result.output
+
+
+def test_an_unknown_database_scheme_is_a_clear_error() -> None:
+    result = CliRunner().invoke(main, ["--db", "mysql://u:p@127.0.0.1/x"])
+    assert result.exit_code == 1
+    assert "unsupported database URL scheme 'mysql'" in result.output
+    assert "postgresql://USER:PASSWORD@HOST:PORT/DB" in result.output
+
+
+def test_a_database_from_a_newer_collector_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+    conn.execute("INSERT INTO schema_version VALUES (99, 0)")
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(main, ["--db", str(db)])
+    assert result.exit_code == 1
+    assert "schema version 99" in result.output
+    assert "upgrade helios-telemetry" in result.output
+
+
+def test_an_unreachable_postgresql_is_a_clear_error() -> None:
+    result = CliRunner().invoke(main, ["--db", "postgresql://app:pw@127.0.0.1:9/none"])
+    assert result.exit_code == 1
+    assert "cannot use PostgreSQL at postgresql://app:***@127.0.0.1:9/none (PostgreSQL)" in (
+        result.output
+    )
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--db", str(tmp_path / "c.db"), "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "choose another --port" in result.output
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    from collector import Storage
+
+    storage = Storage(tmp_path / "c.db")
+    assert storage.migrate(now=1) == 0
+    assert storage.migrate(now=2) == 1
+    storage.close()
+    rows = sqlite3.connect(tmp_path / "c.db").execute("SELECT * FROM schema_version").fetchall()
+    assert rows == [(1, 1)]
