@@ -39,4 +39,4 @@ clean:
 
 # The main job on the embedded default (SQLite, nothing leaves the machine).
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py $(ARGS)
