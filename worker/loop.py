@@ -669,7 +669,7 @@ class Worker:
                 if isinstance(err, OutboxCorrupt):
                     self._reopen()
             if errors:
-                wake = now + min(300.0, 5.0 * 2**errors)
+                wake = now + min(300.0, 5.0 * 2 ** min(errors, 16))
             else:
                 wake = self.next_wake(now, summary)
             if self._wait(max(0.0, wake - self._clock())):
