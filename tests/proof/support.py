@@ -248,7 +248,8 @@ class Proc:
         return self.p.pid
 
     def text(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20) -> int:
