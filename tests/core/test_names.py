@@ -18,6 +18,8 @@ VALID = [
     "facade.added",  # words of the letters a-f only are no hex id
     "checksum.sha256",
     "users.a1b2c3d",  # seven hex digits: too short to be an id
+    "import_users_v2",
+    "cache_decade_added",
 ]
 
 HOSTILE: list[object] = [
@@ -35,6 +37,8 @@ HOSTILE: list[object] = [
     "users.a1b2c3d4",
     "sessions.deadbeef0123456789abcdef.get",
     "c0b4f6c18c1d4e4f9a512d3c4b5a6f70",
+    "jobs.job_59d20fa90f4b315048d3fe",
+    "o9_e31ea01ee1eedafe_x",
     "x" * (MAX_NAME_LENGTH + 1),
     "a" * 10_000,
     "Users.List",
