@@ -54,11 +54,10 @@ PII_PATTERNS: dict[str, re.Pattern[str]] = {
     "ipv4": re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9.])"),
     "ipv6": re.compile(r"(?<![0-9a-f:])(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}(?![0-9a-f:])", re.I),
     "uuid": re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I),
-    "long_hex": re.compile(r"(?<![0-9a-z])[0-9a-f]{12,}(?![0-9a-z])", re.I),
+    "long_hex": re.compile(r"(?<![0-9a-z])(?=[a-f]*[0-9])[0-9a-f]{12,}(?![0-9a-z])", re.I),
     "hostname": re.compile(
         r"(?<![a-z0-9_.-])(?:[a-z0-9-]+\.)+(?:com|net|org|io|dev|app|cloud|local|localdomain|"
-        r"internal|lan|home|corp|example|test|arpa|edu|gov|info|biz|co|uk|de|fr|nl|eu|us)"
-        r"(?![a-z0-9_-])",
+        r"internal|lan|home|corp|example|test|arpa|edu|gov|info|biz|co|uk|de|fr|nl|eu|us)$",
         re.I,
     ),
 }
@@ -66,6 +65,10 @@ PII_PATTERNS: dict[str, re.Pattern[str]] = {
 
 def pii_in_names(payload: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (pattern, name) where a name of the payload looks like personal data.
+
+    A hostname is a name ending in a top-level domain (``db01.example.com``); words
+    that happen to be one in the middle of a dotted name (``a.nl.list``, from the
+    relayed path ``/a/nl``) are path words, not a host.
 
     Only names are searched (and drop reasons): the payload's own ids, times and
     version are fixed fields of the contract, not user input.
@@ -186,8 +189,9 @@ class LiveCollector:
 
     def day_totals(self) -> dict[tuple[str, str, str], int]:
         rows = self.storage.read(
-            lambda c: c.exec_driver_sql("SELECT day, kind, name, count FROM aggregated_metrics")
-            .all()
+            lambda c: c.exec_driver_sql(
+                "SELECT day, kind, name, count FROM aggregated_metrics"
+            ).all()
         )
         return {(str(d), str(k), str(n)): int(s) for d, k, n, s in rows}
 

@@ -158,9 +158,7 @@ def test_disk_full_during_seal_and_during_mark(
     errors = [r.getMessage() for r in caplog.records if "cycle failed" in r.getMessage()]
     assert len(errors) == 2
     for e in errors:
-        assert e.endswith(
-            f"{db}: the disk is full (database or disk is full); free some space"
-        ), e
+        assert e.endswith(f"{db}: the disk is full (database or disk is full); free some space"), e
     answers = collector.answers.by_id()
     # The heartbeat whose mark failed was sent again and counted once; no other repeats.
     assert sorted(answers.values()) == [["accepted"]] * (len(answers) - 1) + [
@@ -435,4 +433,3 @@ def test_worker_frozen_with_sigstop(tmp_path: Path, collector: LiveCollector) ->
         second_worker_refused=1,
         doubled=0,
     )
-
