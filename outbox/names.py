@@ -98,7 +98,16 @@ HOST_SUFFIXES: Final = frozenset(
         "hk",
     }
 )
-NAME_PATTERN: Final = rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_SEGMENT}(?:\.{_SEGMENT})*"
+#: A segment that is a hex id (8 or more hex digits, at least one of them a digit:
+#: ``e31ea01ee1eedafe``, a hash or a token) starts with a letter as often as not;
+#: refused like a number, so that no hex id can be a name. Words of the letters a-f
+#: alone (``facade``, ``added``) stay valid.
+#: The same for a part after ``_`` (``job_59d20fa90f4b``).
+_HEX_ID = r"(?=[0-9a-f]{8,}(?:[._]|$))[a-f]*[0-9]"
+_NAME_SEGMENT = rf"(?!{_HEX_ID})[a-z](?:[a-z0-9]|_(?!{_HEX_ID}))*"
+NAME_PATTERN: Final = (
+    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_NAME_SEGMENT}(?:\.{_NAME_SEGMENT})*"
+)
 _NAME_RE = re.compile(NAME_PATTERN)
 _SEGMENT_RE = re.compile(_SEGMENT)
 

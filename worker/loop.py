@@ -187,6 +187,7 @@ class Worker:
         self._last_maintenance = float("-inf")
         self._last_checkpoint = float("-inf")
         self._error_recorded = False
+        self._inode: tuple[int, int] | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -230,6 +231,7 @@ class Worker:
             self._conn, _ = open_outbox(self.config.db_path, now=now)
         except sqlite3.Error as e:
             raise translate(e, self.config.db_path) from e
+        self._inode = _inode(self.config.db_path)
         self._lease = Lease(self.conn, ttl=self.config.lease_ttl)
         while True:
             holder = self._acquire(self._clock())
@@ -319,6 +321,16 @@ class Worker:
             if not self.config.db_path.exists():
                 return Summary(mode="off")
             self._open_outbox()
+        elif _inode(self.config.db_path) != self._inode:
+            # Another file now stands at the path (or none): our connection would keep
+            # working on the old, unlinked one while track calls write to (or fail on)
+            # the new one. Check the new one, recovering it if it is not an outbox.
+            log.error(
+                "%s was replaced or removed while the worker ran; reopening it (what the old "
+                "file held and had not delivered is lost)",
+                self.config.db_path,
+            )
+            self._reopen()
         if self._lease is not None:
             self._lease.renew(now)
         decision = self.decision()
@@ -657,7 +669,7 @@ class Worker:
                 if isinstance(err, OutboxCorrupt):
                     self._reopen()
             if errors:
-                wake = now + min(300.0, 5.0 * 2**errors)
+                wake = now + min(300.0, 5.0 * 2 ** min(errors, 16))
             else:
                 wake = self.next_wake(now, summary)
             if self._wait(max(0.0, wake - self._clock())):
@@ -683,10 +695,20 @@ class Worker:
             self._conn = None
         now = self._clock()
         self._conn, _ = open_outbox(self.config.db_path, now=now)
+        self._inode = _inode(self.config.db_path)
         self._lease = Lease(self._conn, ttl=self.config.lease_ttl)
         holder = self._lease.acquire(now)
         if holder is not None:
             raise LeaseHeld(f"another worker (pid {holder.pid}) took this outbox over")
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _iso(ts: float) -> str:

@@ -8,7 +8,19 @@ from outbox import Telemetry, api_name, is_valid_name
 from outbox.names import MAX_NAME_LENGTH
 from tests.helpers import totals
 
-VALID = ["users.list", "import_users", "v1.users.get", "a", "sync", "x" * MAX_NAME_LENGTH]
+VALID = [
+    "users.list",
+    "import_users",
+    "v1.users.get",
+    "a",
+    "sync",
+    "x" * MAX_NAME_LENGTH,
+    "facade.added",  # words of the letters a-f only are no hex id
+    "checksum.sha256",
+    "users.a1b2c3d",  # seven hex digits: too short to be an id
+    "import_users_v2",
+    "cache_decade_added",
+]
 
 HOSTILE: list[object] = [
     "alice@example.com",
@@ -20,6 +32,13 @@ HOSTILE: list[object] = [
     "nas.local",
     "10.0.0.1",
     "0b4f6c1e-8c1d-4e4f-9a51-2d3c4b5a6f70",
+    # hex ids that happen to start with a letter (found by tests/proof/test_hostile.py)
+    "e31ea01ee1eedafe",
+    "users.a1b2c3d4",
+    "sessions.deadbeef0123456789abcdef.get",
+    "c0b4f6c18c1d4e4f9a512d3c4b5a6f70",
+    "jobs.job_59d20fa90f4b315048d3fe",
+    "o9_e31ea01ee1eedafe_x",
     "x" * (MAX_NAME_LENGTH + 1),
     "a" * 10_000,
     "Users.List",

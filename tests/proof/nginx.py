@@ -6,6 +6,7 @@ Recipe from ENVIRONMENT.md section 3: a throwaway CA and a server certificate fo
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -35,11 +36,32 @@ http {{
             proxy_pass http://127.0.0.1:{upstream_port};
             proxy_set_header Host $http_host;
             proxy_connect_timeout 2s;
-            proxy_read_timeout {read_timeout}s;
+            proxy_read_timeout {read_timeout_ms}ms;
+        }}
+        # Closes the connection without an answer (nginx's 444): a reset as the sender sees it.
+        location /drop/ {{
+            return 444;
         }}
     }}
 }}
 """
+
+
+SKIP_VARIABLE = "HELIOS_SKIP_NGINX"
+
+
+def nginx_binary() -> str | None:
+    """The nginx executable, or None when it is not installed."""
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return found if os.access(found, os.X_OK) else None
+
+
+def missing_reason() -> str:
+    return (
+        "nginx is not installed, and the TLS reverse-proxy tests need it: "
+        "apt-get install -y --no-install-recommends nginx "
+        f"(or set {SKIP_VARIABLE}=1 to skip these tests on purpose)"
+    )
 
 
 def free_port() -> int:
@@ -49,10 +71,14 @@ def free_port() -> int:
 
 
 def make_ca(folder: Path) -> Path:
-    """A CA and a server certificate for 127.0.0.1 / localhost; returns the CA file."""
+    """A CA and a server certificate for 127.0.0.1 / localhost; returns the CA file.
+
+    Writes ``ca.pem``, ``server.pem`` and ``server.key`` into ``folder``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
 
     def run(*args: str) -> None:
-        subprocess.run(args, cwd=folder, check=True, capture_output=True)
+        subprocess.run(args, cwd=folder, check=True, capture_output=True, timeout=60)
 
     run(
         "openssl",
@@ -122,22 +148,41 @@ class Nginx:
     tls_port: int = 0
     ca: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    #: Where an existing ``make_ca`` output lives (made again in ``folder`` if None).
+    pki: Path | None = None
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.tls_port}/api/instances/heartbeat"
 
+    @property
+    def drop_url(self) -> str:
+        """A URL where nginx closes the connection without answering."""
+        return f"https://127.0.0.1:{self.tls_port}/drop/api/instances/heartbeat"
+
+    @property
+    def error_log(self) -> str:
+        path = self.folder / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def start(self) -> Nginx:
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = nginx_binary()
+        if nginx is None:
+            raise RuntimeError(missing_reason())
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "tmp").mkdir(exist_ok=True)
-        self.ca = make_ca(self.folder)
+        if self.pki is None:
+            self.ca = make_ca(self.folder)
+        else:
+            for name in ("ca.pem", "server.pem", "server.key"):
+                shutil.copy(self.pki / name, self.folder / name)
+            self.ca = self.folder / "ca.pem"
         self.tls_port = free_port()
         (self.folder / "nginx.conf").write_text(
             CONF.format(
                 tls_port=self.tls_port,
                 upstream_port=self.upstream_port,
-                read_timeout=self.read_timeout,
+                read_timeout_ms=int(self.read_timeout * 1000),
             )
         )
         prefix = f"{self.folder}/"
@@ -145,23 +190,37 @@ class Nginx:
             [nginx, "-t", "-p", prefix, "-c", "nginx.conf", "-e", "stderr"],
             check=True,
             capture_output=True,
+            timeout=30,
         )
-        self.proc = subprocess.Popen(
-            [nginx, "-p", prefix, "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with (self.folder / "error.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [nginx, "-p", prefix, "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2).close()
                 return self
             except OSError:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.02)
         self.stop()
-        raise RuntimeError("nginx did not start listening within 10 s")
+        raise RuntimeError(f"nginx did not start listening within 10 s: {self.error_log}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

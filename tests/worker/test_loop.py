@@ -330,6 +330,28 @@ def test_a_storage_error_fails_one_cycle_and_is_recorded(
     assert meta(w.conn, "last_cycle_error") is None  # cleared by the next good cycle
 
 
+def test_a_storage_error_that_lasts_keeps_the_loop_alive(
+    make_worker: Callable[..., Worker], clock: FakeClock
+) -> None:
+    """Regression: the pause after the 1024th failed cycle in a row was 5 * 2**1024,
+    an OverflowError that ended the worker (a disk full for a few days would do it)."""
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        clock.advance(seconds)
+        return len(waits) >= 1100
+
+    w = make_worker(env_enabled="local", wait=wait)
+
+    def failing(now: float, *, force: bool = False):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("database or disk is full")
+
+    w.tick = failing  # type: ignore[method-assign]
+    assert w.run() == 0
+    assert waits[:3] == [10.0, 20.0, 40.0] and set(waits[6:]) == {300.0}
+
+
 def test_freezegun_clock_first_heartbeat_after_five_minutes(
     db_path: Path, make_telemetry: Callable[..., Telemetry], receiver: Receiver
 ) -> None:

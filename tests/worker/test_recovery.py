@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +128,31 @@ def test_an_unusable_path_is_a_configuration_error(tmp_path: Path) -> None:
     assert r.stderr.count("\n") == 1  # one clear line
     assert "Traceback" not in r.stderr
     assert list(tmp_path.glob("*.corrupt-*")) == []
+
+
+def test_an_outbox_replaced_while_the_worker_runs_is_recovered_at_the_next_cycle(
+    db_path: Path, make_worker: Callable[..., Worker], clock: FakeClock
+) -> None:
+    """Regression: the worker kept using the old, unlinked file, and the garbage at the
+    path stayed there, every track call failing, until the worker was restarted."""
+    waits = 0
+
+    def wait(timeout: float) -> bool:
+        nonlocal waits
+        waits += 1
+        clock.advance(max(timeout, 1.0))
+        if waits == 1:
+            garbage = db_path.with_name("incoming")
+            garbage.write_bytes(b"not an outbox " * 1000)
+            os.replace(garbage, db_path)
+        return waits == 2
+
+    w = make_worker(wait=wait)
+    old = w.conn
+    assert w.run() == 0
+    assert w.conn is not old
+    [aside] = db_path.parent.glob("telemetry.db.corrupt-*")
+    assert aside.read_bytes().startswith(b"not an outbox " * 1000)
+    assert get_meta(w.conn, "recovered_from") == str(aside)
+    assert store.drops(w.conn).pending["storage_error"] == 1
+    assert quick_check(db.connect(db_path)) is None
