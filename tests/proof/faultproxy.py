@@ -13,14 +13,21 @@ It sits between the worker and the collector and, per request, chooses one of:
 
 Raw asyncio streams rather than an HTTP framework, so that resets are real TCP
 resets. One request per connection (``Connection: close``).
+
+``stats`` counts the faults chosen; ``answers`` counts what the upstream answered
+to the requests forwarded (``"200 accepted"``, ``"200 duplicate"``, ``"409"`` ...),
+including the answers the proxy then dropped; :meth:`wait_idle` waits until no
+connection is being handled (a ``slow`` one may still be on its way upstream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -43,7 +50,9 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.stats: Counter[str] = Counter()
+        self.answers: Counter[str] = Counter()
         self.forwarded = 0
+        self.active = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -78,6 +87,14 @@ class FaultProxy:
     def set_weights(self, weights: Mapping[str, float]) -> None:
         self.weights = dict(weights)
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Return once no connection is being handled; raise after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.active:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the proxy still handles {self.active} connection(s)")
+            time.sleep(0.02)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/instances/heartbeat"
@@ -89,6 +106,13 @@ class FaultProxy:
         return self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.active += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -146,4 +170,18 @@ class FaultProxy:
         finally:
             up_writer.close()
         self.forwarded += 1
+        self.answers[_describe(answer)] += 1
         return answer
+
+
+def _describe(answer: bytes) -> str:
+    """``"200 accepted"`` / ``"200 duplicate"`` for a receipt, else the status code."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    status = parts[1].decode("ascii", "replace") if len(parts) > 1 else "?"
+    if status == "200":
+        try:
+            return f"200 {json.loads(body).get('status')}"
+        except (ValueError, AttributeError):
+            return "200 ?"
+    return status
