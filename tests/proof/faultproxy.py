@@ -53,6 +53,8 @@ class FaultProxy:
         self.answers: Counter[str] = Counter()
         self.forwarded = 0
         self.active = 0
+        self.connection_timeout = 30.0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -77,6 +79,13 @@ class FaultProxy:
         async def _stop() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections still being handled (a slow one asleep): cancel them, so that
+            # no task is destroyed pending when the loop closes.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._server is not None:
                 await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
@@ -106,11 +115,21 @@ class FaultProxy:
         return self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio keeps only a weak reference to a connection's task: hold it, or a task
+        # waiting on a dead connection can be garbage-collected while still pending.
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         self.active += 1
         try:
-            await self._serve(reader, writer)
+            await asyncio.wait_for(self._serve(reader, writer), timeout=self.connection_timeout)
+        except TimeoutError:
+            self.stats["proxy_timeout"] += 1
         finally:
             self.active -= 1
+            self._tasks.discard(task)
+            if not writer.is_closing():
+                _abort(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -121,7 +140,7 @@ class FaultProxy:
                     length = int(line.split(b":", 1)[1])
             body = await reader.readexactly(length) if length else b""
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            writer.transport.abort()
+            _abort(writer)
             return
         fault = self._choose()
         self.stats[fault] += 1
@@ -136,24 +155,24 @@ class FaultProxy:
             writer.close()
             return
         if fault == "reset":
-            writer.transport.abort()
+            _abort(writer)
             return
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
         try:
             answer = await self._forward(head, body)
         except OSError:
-            writer.transport.abort()  # upstream down: like a connection refused
+            _abort(writer)  # upstream down: like a connection refused
             return
         if fault == "lost_after_store":
-            writer.transport.abort()
+            _abort(writer)
             return
         try:
             writer.write(answer)
             await writer.drain()
             writer.close()
         except ConnectionError:
-            writer.transport.abort()
+            _abort(writer)
 
     async def _forward(self, head: bytes, body: bytes) -> bytes:
         lines = [
@@ -172,6 +191,12 @@ class FaultProxy:
         self.forwarded += 1
         self.answers[_describe(answer)] += 1
         return answer
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Reset the connection (RST, not FIN) and mark the writer closed."""
+    writer.transport.abort()
+    writer.close()
 
 
 def _describe(answer: bytes) -> str:
