@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     telemetry = Telemetry(db_path=a.db, enabled=True, environ={})
     tracked: Counter[tuple[str, str]] = Counter()
     refused_valid: Counter[tuple[str, str]] = Counter()  # valid name, returned False
-    invalid_calls = invalid_true = calls = 0
+    invalid_calls = invalid_true = calls = calls_false = 0
     exceptions: list[str] = []
     latencies = array("d")
+    worst_at = max_seen = 0.0  # unix time at which the slowest call (not the first) started
     started = time.monotonic()
     deadline = started + a.max_seconds
     perf = time.perf_counter
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:  # noqa: BLE001 - the point is to see one if it ever happens
             exceptions.append(traceback.format_exc())
             ok = False
-        latencies.append(perf() - t0)
+        spent = perf() - t0
+        if latencies and spent > max_seen:
+            max_seen, worst_at = spent, time.time() - spent
+        latencies.append(spent)
         calls += 1
         if bad:
             invalid_calls += 1
@@ -103,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
             tracked[(kind, name)] += count
         else:
             refused_valid[(kind, name)] += count
+            calls_false += 1
         if a.pause:
             time.sleep(a.pause)
     elapsed = time.monotonic() - started
     unstored = telemetry.unstored
     last_error = telemetry.last_error
     telemetry.close()
+    worst = max(range(len(latencies)), key=latencies.__getitem__) if latencies else -1
     ordered = array("d", sorted(latencies))
     result = {
         "seed": a.seed,
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": elapsed,
         "tracked": [[k, n, c] for (k, n), c in sorted(tracked.items())],
         "refused_valid": [[k, n, c] for (k, n), c in sorted(refused_valid.items())],
+        "calls_false": calls_false,
         "invalid_calls": invalid_calls,
         "invalid_true": invalid_true,
         "exceptions": exceptions[:5],
@@ -128,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             "p999": percentile(ordered, 0.999),
             "p99": percentile(ordered, 0.99),
             "p50": percentile(ordered, 0.5),
+            "worst_call": worst,
+            "worst_at": worst_at,  # 0 is the first call, which opens the outbox
+            "first": latencies[0] if latencies else 0.0,
+            "max_after_first": max(latencies[1:], default=0.0),
         },
     }
     tmp = a.out.with_suffix(".tmp")
