@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from outbox import maintenance
 from tests.proof.faultproxy import FaultProxy
 from tests.proof.harness import (
     Outbox,
@@ -99,6 +100,7 @@ def test_contention(
                     "started_s": round(t0 - started, 2),  # since the writers started
                     "seconds": round(time.monotonic() - t0, 2),
                     "rows_after": _rows(outbox),
+                    "wal_mb_after": round(maintenance.file_sizes(outbox.path).wal / 1e6, 1),
                 }
             )
             assert r.returncode == (1 if down else 0), f"{where}: run {i}: {r.stderr[-3000:]}"
