@@ -89,8 +89,9 @@ def compact(
 
     Each pass walks the unsealed rows in windows of ``chunk`` rows; a group that
     spans windows keeps one row per window and is folded further by the next
-    pass, over far fewer rows. Rows tracked while compaction runs are left for
-    the next run.
+    pass, over far fewer rows. Each pass goes up to the last row tracked when it
+    starts, so rows tracked during a pass are folded by the next one: the size cap
+    that follows counts compacted rows, not a busy instance's fresh ones.
 
     The window's bound and its GROUP BY are read before the write lock is taken
     (two thirds of the work); the transaction only rewrites the window. That is
@@ -105,8 +106,8 @@ def compact(
     _ensure_fold_table(conn)
     removed = transactions = 0
     start = sealed_through(conn)
-    through = last_event_id(conn)
     for _ in range(max_passes):
+        through = last_event_id(conn)
         pass_removed = 0
         cursor = start
         while cursor < through:

@@ -173,6 +173,27 @@ def test_capacity_drops_the_oldest_unsealed_rows_and_counts_them(make_telemetry,
     assert hb is not None and json.loads(hb.payload)["dropped"]["over_capacity"] == 36
 
 
+def test_compaction_also_folds_what_was_tracked_while_it_ran(make_telemetry, conn) -> None:
+    """A busy instance tracks while a long compaction runs: those rows are folded too,
+    so that the size cap after it does not drop the (big) compacted counts for rows
+    compaction never looked at (found by tests/proof/test_contention.py)."""
+    t = make_telemetry()
+    for _ in range(30):
+        t.track_api_call("users.list")
+    tracked = []
+
+    def hook(step: str) -> None:
+        if not tracked:  # after the first window, the app tracks 30 more
+            tracked.append(step)
+            for _ in range(30):
+                t.track_api_call("users.list")
+
+    maintenance.compact(conn, chunk=10, hook=hook)
+    assert maintenance.unsealed_rows(conn) == 1
+    assert maintenance.enforce_capacity(conn, max_rows=5) == 0
+    assert [(c.name, c.count) for c in store.pending_counters(conn)] == [("users.list", 60)]
+
+
 def test_switching_off_discards_unsent_events_and_heartbeats(make_telemetry, conn) -> None:
     t = make_telemetry()
     t.track_api_call("users.list", 5)

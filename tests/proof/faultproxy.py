@@ -13,14 +13,21 @@ It sits between the worker and the collector and, per request, chooses one of:
 
 Raw asyncio streams rather than an HTTP framework, so that resets are real TCP
 resets. One request per connection (``Connection: close``).
+
+``stats`` counts the faults chosen; ``answers`` counts what the upstream answered
+to the requests forwarded (``"200 accepted"``, ``"200 duplicate"``, ``"409"`` ...),
+including the answers the proxy then dropped; :meth:`wait_idle` waits until no
+connection is being handled (a ``slow`` one may still be on its way upstream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -43,7 +50,11 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.stats: Counter[str] = Counter()
+        self.answers: Counter[str] = Counter()
         self.forwarded = 0
+        self.active = 0
+        self.connection_timeout = 30.0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -68,6 +79,13 @@ class FaultProxy:
         async def _stop() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections still being handled (a slow one asleep): cancel them, so that
+            # no task is destroyed pending when the loop closes.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._server is not None:
                 await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
@@ -77,6 +95,14 @@ class FaultProxy:
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
         self.weights = dict(weights)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Return once no connection is being handled; raise after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.active:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the proxy still handles {self.active} connection(s)")
+            time.sleep(0.02)
 
     @property
     def url(self) -> str:
@@ -89,6 +115,23 @@ class FaultProxy:
         return self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio keeps only a weak reference to a connection's task: hold it, or a task
+        # waiting on a dead connection can be garbage-collected while still pending.
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.active += 1
+        try:
+            await asyncio.wait_for(self._serve(reader, writer), timeout=self.connection_timeout)
+        except TimeoutError:
+            self.stats["proxy_timeout"] += 1
+        finally:
+            self.active -= 1
+            self._tasks.discard(task)
+            if not writer.is_closing():
+                _abort(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -97,7 +140,7 @@ class FaultProxy:
                     length = int(line.split(b":", 1)[1])
             body = await reader.readexactly(length) if length else b""
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            writer.transport.abort()
+            _abort(writer)
             return
         fault = self._choose()
         self.stats[fault] += 1
@@ -112,24 +155,24 @@ class FaultProxy:
             writer.close()
             return
         if fault == "reset":
-            writer.transport.abort()
+            _abort(writer)
             return
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
         try:
             answer = await self._forward(head, body)
         except OSError:
-            writer.transport.abort()  # upstream down: like a connection refused
+            _abort(writer)  # upstream down: like a connection refused
             return
         if fault == "lost_after_store":
-            writer.transport.abort()
+            _abort(writer)
             return
         try:
             writer.write(answer)
             await writer.drain()
             writer.close()
         except ConnectionError:
-            writer.transport.abort()
+            _abort(writer)
 
     async def _forward(self, head: bytes, body: bytes) -> bytes:
         lines = [
@@ -146,4 +189,24 @@ class FaultProxy:
         finally:
             up_writer.close()
         self.forwarded += 1
+        self.answers[_describe(answer)] += 1
         return answer
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Reset the connection (RST, not FIN) and mark the writer closed."""
+    writer.transport.abort()
+    writer.close()
+
+
+def _describe(answer: bytes) -> str:
+    """``"200 accepted"`` / ``"200 duplicate"`` for a receipt, else the status code."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    status = parts[1].decode("ascii", "replace") if len(parts) > 1 else "?"
+    if status == "200":
+        try:
+            return f"200 {json.loads(body).get('status')}"
+        except (ValueError, AttributeError):
+            return "200 ?"
+    return status
