@@ -105,8 +105,12 @@ HOST_SUFFIXES: Final = frozenset(
 #: The same for a part after ``_`` (``job_59d20fa90f4b``).
 _HEX_ID = r"(?=[0-9a-f]{8,}(?:[._]|$))[a-f]*[0-9]"
 _NAME_SEGMENT = rf"(?!{_HEX_ID})[a-z](?:[a-z0-9]|_(?!{_HEX_ID}))*"
+#: Nor may a hex id hide inside a segment, glued to letters (``user4f9c0e…``, a token
+#: or a dashless UUID): 16 or more hex characters in a row, a digit among them.
+_HEX_RUN = r"(?=[0-9a-f]{16})[a-f]*[0-9]"
 NAME_PATTERN: Final = (
-    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$){_NAME_SEGMENT}(?:\.{_NAME_SEGMENT})*"
+    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$)(?!.*?{_HEX_RUN})"
+    rf"{_NAME_SEGMENT}(?:\.{_NAME_SEGMENT})*"
 )
 _NAME_RE = re.compile(NAME_PATTERN)
 _SEGMENT_RE = re.compile(_SEGMENT)

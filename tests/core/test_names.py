@@ -20,6 +20,8 @@ VALID = [
     "users.a1b2c3d",  # seven hex digits: too short to be an id
     "import_users_v2",
     "cache_decade_added",
+    "build2024release",  # a digit run among letters is no hex id
+    "deadbeefcafebabefacade",  # hex letters only, no digit
 ]
 
 HOSTILE: list[object] = [
@@ -39,6 +41,9 @@ HOSTILE: list[object] = [
     "c0b4f6c18c1d4e4f9a512d3c4b5a6f70",
     "jobs.job_59d20fa90f4b315048d3fe",
     "o9_e31ea01ee1eedafe_x",
+    # ... or glued to letters inside a segment: 16+ hex characters in a row with a digit
+    "q2.fdjeivwyt19gdd2fb1018178906ac1318950bdff48854",
+    "user4f9c0e1234567890ab.get",
     "x" * (MAX_NAME_LENGTH + 1),
     "a" * 10_000,
     "Users.List",
