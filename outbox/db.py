@@ -10,6 +10,11 @@ killed; only a power cut can lose the last few), a bounded busy timeout,
 foreign keys on, incremental auto-vacuum (so purge really gives bytes back), and
 a large ``wal_autocheckpoint``: the worker checkpoints every maintenance tick, so
 track calls do not pay for it, while the WAL stays bounded when no worker runs.
+Limit: SQLite starts the WAL over only when a checkpoint has caught up with the
+last commit, so several processes writing without pause (measured: 4 processes
+at about 850 track calls/s each, 3,400/s in all) keep it growing until they
+pause; at 400/s each it stays under about 40 MB. A TRUNCATE checkpoint with a
+short wait rarely gets its turn then, and makes track calls wait.
 """
 
 from __future__ import annotations
