@@ -38,7 +38,8 @@ from typing import Any
 from outbox import Telemetry, api_name
 
 DAYS = 3
-# The demo decides these itself (a DO_NOT_TRACK in your shell would switch the workers off).
+# Not inherited: sharing is switched on per outbox (the organisation setting), and a
+# DO_NOT_TRACK or HELIOS_TELEMETRY_ENABLED in your shell would decide for the workers.
 OWN_VARIABLES = {"DO_NOT_TRACK", "HELIOS_TELEMETRY_ENABLED", "HELIOS_TELEMETRY_DB"}
 KIND_KEYS = {"api": "api_usage", "command": "command_usage", "ui": "ui_actions"}
 
@@ -102,7 +103,9 @@ def relayed_path(rng: random.Random, template: str) -> str:
 def simulate_day(inst: Instance, day_start: float, rng: random.Random) -> None:
     """One day of usage: track calls at increasing instants of that UTC day."""
     now = [day_start]
-    t = Telemetry(db_path=inst.db, enabled=True, environ={}, clock=lambda: now[0])
+    t = Telemetry(db_path=inst.db, environ={}, clock=lambda: now[0])
+    if not t.enabled:  # what an administrator's click on the privacy page stores
+        t.set_enabled(True)
     routes = [(m, p) for m, p, _ in RELAYED]
     weights = [w for _, _, w in RELAYED]
     for i in range(inst.volume):
@@ -147,6 +150,7 @@ def start_collector(folder: Path) -> tuple[subprocess.Popen[str], str]:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # Ctrl-C stops the demo, which stops the collector
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # the banner names the URL it listens on
@@ -166,7 +170,6 @@ def run_workers(fleet: list[Instance], base: str, day: int) -> dict[str, int]:
             **{k: v for k, v in os.environ.items() if k not in OWN_VARIABLES},
             "HELIOS_TELEMETRY_DB": str(inst.db),
             "HELIOS_TELEMETRY_ENDPOINT": dead if offline else base + "/api/instances/heartbeat",
-            "HELIOS_TELEMETRY_ENABLED": "true",
             "HELIOS_EDITION": inst.edition,
             "HELIOS_VERSION": "2.4.1",
         }
@@ -241,11 +244,11 @@ def main(argv: list[str]) -> int:
                 pass
         else:
             print(
-                "\nto open the dashboard on the data just received, run\n"
+                "\nthe dashboard on the data just received:\n"
                 f"  .venv/bin/outbox-collector --db {folder / 'collector.db'} --port 8080\n"
-                "and open http://127.0.0.1:8080/insights\n"
-                f"(or: make demo ARGS=--serve). Outboxes: .venv/bin/outbox --db "
-                f"{FLEET[0].db} status"
+                "  then open http://127.0.0.1:8080/insights   (or: make demo ARGS=--serve)\n"
+                "what one instance stored and sent:\n"
+                f"  .venv/bin/outbox --db {FLEET[0].db} heartbeats"
             )
         return 0
     finally:
