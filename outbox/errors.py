@@ -53,8 +53,9 @@ class SchemaMismatch(StorageError):
     """The outbox was written by a newer version of helios-telemetry."""
 
 
-def translate(exc: sqlite3.Error, path: str | Path) -> StorageError:
-    """Turn an ``sqlite3.Error`` into the matching :class:`StorageError`, with the fix."""
+def translate(exc: sqlite3.Error | OSError, path: str | Path) -> StorageError:
+    """Turn an ``sqlite3.Error`` (or an ``OSError`` met opening the file) into the
+    matching :class:`StorageError`, with the fix."""
     text = str(exc)
     low = text.lower()
     if "locked" in low or "busy" in low:
@@ -68,7 +69,7 @@ def translate(exc: sqlite3.Error, path: str | Path) -> StorageError:
             f"(mv {path} {path}.corrupt) and a new one is created on the next write, "
             "or run outbox-worker, which does this for you"
         )
-    if "readonly" in low or "read-only" in low or "unable to open" in low:
+    if any(s in low for s in ("readonly", "read-only", "unable to open", "permission denied")):
         return OutboxReadOnly(
             f"{path}: the outbox cannot be opened for writing ({text}); check that the "
             "file and its folder are writable by this user, or point HELIOS_TELEMETRY_DB "

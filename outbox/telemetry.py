@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Final
 
 from outbox import db, maintenance, store
-from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, SettingsError
+from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, SettingsError, translate
 from outbox.names import MAX_COUNT, MAX_NAME_LENGTH, NAME_PATTERN, Kind
 from outbox.settings import (
     ORG_SETTING_KEY,
@@ -348,9 +348,14 @@ class Telemetry:
     def _storage_failed(self, exc: BaseException, lost: int) -> None:
         if lost:
             self._unstored["storage_error"] += lost
-        text = str(exc) if isinstance(exc, _Unavailable) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, _Unavailable):
+            text = str(exc)
+        elif isinstance(exc, sqlite3.Error | OSError):
+            text = str(translate(exc, self._config().path))  # the message names the fix
+        else:
+            text = f"{type(exc).__name__}: {exc}"
         self._note(text)
-        low = text.lower()
+        low = (text if isinstance(exc, _Unavailable) else str(exc)).lower()
         if isinstance(exc, _Unavailable) or any(s in low for s in ("locked", "busy", "full")):
             return
         # A broken file (corrupt, replaced, read-only): reopen later, not on every

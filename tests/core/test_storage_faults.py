@@ -120,7 +120,10 @@ def test_read_only_outbox_track_calls_return_and_count(make_telemetry, db_path) 
     assert "raised" not in out
     assert out["false"] == 20
     assert out["unstored"] == {"storage_error": 20}
-    assert out["error"]
+    # the logged reason names the file and the fix, not only SQLite's words
+    assert str(db_path) in str(out["error"])
+    assert "cannot be opened for writing" in str(out["error"])
+    assert "writable" in str(out["error"])
     assert totals(db_path) == {("api", "users.list"): 1}
 
 
