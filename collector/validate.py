@@ -90,22 +90,6 @@ NO_LIMITS: Final = Limits(2**62, 2**62, 2**62, 2**62, 2**62)
 #: of times per heartbeat.
 Row = tuple[str, Kind, str, int]
 
-#: Names already found valid, so that the rules (a regular expression) run once per
-#: name rather than twice per heartbeat. Bounded: past the cap, names are checked
-#: every time and not remembered (a flood of distinct names cannot grow it).
-_VALID_NAMES: set[str] = set()
-_VALID_NAMES_CAP: Final = 20_000
-
-
-def _is_valid_name(name: str) -> bool:
-    if name in _VALID_NAMES:
-        return True
-    if not is_valid_name(name):
-        return False
-    if len(_VALID_NAMES) < _VALID_NAMES_CAP:
-        _VALID_NAMES.add(name)
-    return True
-
 
 @dataclass(frozen=True)
 class Heartbeat:
@@ -245,7 +229,7 @@ def _counts(value: object, field: str, limits: Limits) -> dict[str, int]:
         raise _invalid(field, f"has more than {limits.max_names_per_kind} names")
     for name, count in counts.items():
         # The hot path of a large heartbeat: field paths are only built for an error.
-        if not _is_valid_name(name):
+        if not is_valid_name(name):
             raise _invalid(
                 _path(field, name),
                 f"name must be lowercase segments joined by '.', each a letter followed by "

@@ -129,11 +129,25 @@ _VERBS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+#: Names already found valid, so that the rules (a regular expression with look-aheads,
+#: a few µs) run once per distinct name, not on every track call or heartbeat. Bounded:
+#: past the cap names are checked every time and not remembered, so a flood of distinct
+#: names cannot grow it.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_CAP: Final = 20_000
+
+
 def is_valid_name(name: object) -> bool:
     """True when ``name`` may be recorded as it is (a str obeying the name rules)."""
-    return (
-        type(name) is str and len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
-    )
+    if type(name) is not str:
+        return False
+    if name in _VALID_NAMES:
+        return True
+    if len(name) > MAX_NAME_LENGTH or _NAME_RE.fullmatch(name) is None:
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_CAP:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def is_valid_count(count: object) -> bool:

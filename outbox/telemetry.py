@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import Final
 
 from outbox import db, maintenance, store
 from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, SettingsError, translate
-from outbox.names import MAX_COUNT, MAX_NAME_LENGTH, NAME_PATTERN, Kind
+from outbox.names import MAX_COUNT, Kind, is_valid_name
 from outbox.settings import (
     ORG_SETTING_KEY,
     Decision,
@@ -71,8 +70,6 @@ _DROP: Final = (
     f"WHERE reason = ?2 AND coalesce((SELECT value FROM organization_settings "
     f"WHERE key = '{ORG_SETTING_KEY}'), ?3) = 'true'"
 )
-
-_full_name = re.compile(NAME_PATTERN).fullmatch
 
 # Connections inherited through fork(): kept referenced so that the child never
 # closes (and so never checkpoints or unlinks) the parent's WAL.
@@ -232,9 +229,7 @@ class Telemetry:
             if cfg.locked_off:
                 return False
             if not (
-                type(name) is str
-                and len(name) <= MAX_NAME_LENGTH
-                and _full_name(name) is not None
+                is_valid_name(name)
                 and type(count) is int
                 and 1 <= count <= MAX_COUNT
                 and kind in ("api", "command", "ui")
@@ -355,8 +350,9 @@ class Telemetry:
         else:
             text = f"{type(exc).__name__}: {exc}"
         self._note(text)
-        low = (text if isinstance(exc, _Unavailable) else str(exc)).lower()
-        if isinstance(exc, _Unavailable) or any(s in low for s in ("locked", "busy", "full")):
+        if isinstance(exc, _Unavailable) or any(
+            s in str(exc).lower() for s in ("locked", "busy", "full")
+        ):
             return
         # A broken file (corrupt, replaced, read-only): reopen later, not on every
         # call — at once if another file now stands at the path.
