@@ -68,8 +68,6 @@ class Batcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
-        self.batches = 0  # committed batches, for tests and the benchmark
-        self.largest = 0
 
     async def submit(self, heartbeat: Heartbeat) -> Outcome:
         """Store ``heartbeat`` (with whatever else is waiting) and return its outcome."""
@@ -144,8 +142,6 @@ class Batcher:
                 if not future.done():
                     future.set_exception(e)
             return
-        self.batches += 1
-        self.largest = max(self.largest, len(batch))
         log.debug(
             "stored %d heartbeats in %.1f ms", len(batch), (time.perf_counter() - started) * 1000
         )

@@ -22,10 +22,10 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
-from outbox.names import PAYLOAD_KEYS
+from outbox.names import KINDS, PAYLOAD_KEYS
+from outbox.payload import iso_utc
 
 DAY: Final = 86_400
-KINDS: Final = ("api", "command", "ui")
 KIND_LABELS: Final = {"api": "API calls", "command": "Commands", "ui": "UI actions"}
 MAX_DAYS: Final = 366
 MAX_TOP: Final = 100
@@ -71,7 +71,7 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         .group_by(a.c.day, a.c.kind)
     ):
         sums[(day, kind)] = int(total)
-    daily = []
+    daily: list[dict[str, str | int]] = []
     for offset in range(days):
         day = (first + timedelta(days=offset)).isoformat()
         daily.append({"day": day, **{k: sums.get((day, k), 0) for k in KINDS}})
@@ -106,7 +106,7 @@ def collect(conn: sa.Connection, *, now: int, days: int = 30, top: int = 10) -> 
         sa.select(sa.func.coalesce(sa.func.sum(i.c.missing), 0)).where(i.c.last_seen > since)
     ).scalar_one()
     return {
-        "generated_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated_at": iso_utc(now),
         "days": days,
         "from": start,
         "to": end,

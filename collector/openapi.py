@@ -12,7 +12,8 @@ from typing import Any
 
 from collector import validate as v
 from collector.insights import MAX_DAYS, MAX_TOP
-from outbox.names import MAX_NAME_LENGTH
+from outbox.names import MAX_NAME_LENGTH, PAYLOAD_KEYS
+from outbox.payload import CONTRACT_DROP_REASONS
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def _error(description: str) -> dict[str, Any]:
 def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict[str, Any]:
     """The OpenAPI document for a collector running with ``limits``."""
     name = {"type": "string", "pattern": v.NAME_REGEX, "maxLength": MAX_NAME_LENGTH}
+    counts_ref = {"$ref": "#/components/schemas/Counts"}
     counts = {
         "type": "object",
         "propertyNames": name,
@@ -58,9 +60,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                     "edition": {"type": "string", "enum": list(v.EDITIONS)},
                 },
             },
-            "api_usage": {"$ref": "#/components/schemas/Counts"},
-            "command_usage": {"$ref": "#/components/schemas/Counts"},
-            "ui_actions": {"$ref": "#/components/schemas/Counts"},
+            **{key: counts_ref for key in PAYLOAD_KEYS.values()},
             "days": {
                 "type": "object",
                 "propertyNames": {
@@ -75,7 +75,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
             },
             "dropped": {
                 "type": "object",
-                "required": ["invalid_name", "storage_error", "over_capacity"],
+                "required": list(CONTRACT_DROP_REASONS),
                 "propertyNames": {
                     "type": "string",
                     "pattern": f"^{v.REASON_PATTERN}$",
@@ -89,12 +89,8 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
     day = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["api_usage", "command_usage", "ui_actions"],
-        "properties": {
-            "api_usage": {"$ref": "#/components/schemas/Counts"},
-            "command_usage": {"$ref": "#/components/schemas/Counts"},
-            "ui_actions": {"$ref": "#/components/schemas/Counts"},
-        },
+        "required": list(PAYLOAD_KEYS.values()),
+        "properties": {key: counts_ref for key in PAYLOAD_KEYS.values()},
     }
     receipt = {
         "type": "object",

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -30,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from collector.bulk import Statements
 from collector.schema import aggregated_metrics, instance_heartbeats, instances, sequence_gaps
 from collector.validate import NO_LIMITS, Heartbeat, parse
+from outbox.payload import day_of
 
 Status = Literal["accepted", "duplicate", "conflict"]
 
@@ -71,10 +71,6 @@ class InstanceInfo:
 
 class RaceLost(Exception):
     """The transaction lost a race with another one; running it again wins."""
-
-
-def utc_day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
 def ingest(
@@ -285,7 +281,7 @@ def sum_rows(heartbeats: Iterable[Heartbeat]) -> dict[tuple[str, str, str], int]
     for hb in heartbeats:
         for day, kind, name, count in hb.rows:
             totals[(day, kind, name)] += count
-        drop_day = utc_day(hb.period_end)
+        drop_day = day_of(hb.period_end).isoformat()
         for reason, n in hb.dropped.items():
             if n:
                 totals[(drop_day, "dropped", reason)] += n

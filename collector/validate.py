@@ -57,9 +57,7 @@ TOP_KEYS: Final = (
     "period_start",
     "period_end",
     "app",
-    "api_usage",
-    "command_usage",
-    "ui_actions",
+    *PAYLOAD_KEYS.values(),
     "days",
     "dropped",
 )
