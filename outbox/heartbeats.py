@@ -268,13 +268,18 @@ def history(
 
 
 def record_attempt(
-    conn: sqlite3.Connection, heartbeat_id: str, *, now: int, error: str | None
+    conn: sqlite3.Connection,
+    heartbeat_id: str,
+    *,
+    now: int,
+    error: str | None,
+    attempts: int = 1,
 ) -> None:
-    """Count one delivery attempt that did not settle the heartbeat (it stays pending)."""
+    """Count delivery attempts that did not settle the heartbeat (it stays pending)."""
     conn.execute(
-        "UPDATE heartbeats SET attempts = attempts + 1, last_attempt_at = ?, last_error = ? "
+        "UPDATE heartbeats SET attempts = attempts + ?, last_attempt_at = ?, last_error = ? "
         "WHERE id = ? AND status = 'pending'",
-        (now, error, heartbeat_id),
+        (attempts, now, error, heartbeat_id),
     )
 
 

@@ -228,6 +228,11 @@ class WorkerLease:
         """True while the lease has not expired."""
         return self.expires_at > now
 
+    @property
+    def host(self) -> str:
+        """The host part of ``owner`` (``host:pid:token``)."""
+        return self.owner.rsplit(":", 2)[0]
+
 
 def worker_lease(conn: sqlite3.Connection) -> WorkerLease | None:
     """The current lease row (live or expired), or ``None`` when no worker ever took it."""

@@ -27,11 +27,12 @@ from typing import Any
 import click
 import httpx
 
+from outbox import maintenance
 from outbox.errors import OutboxBusy, OutboxError, SettingsError
 from outbox.settings import Settings, validate_endpoint
-from worker.errors import LeaseHeld, LeaseLost
 from worker.loop import Config, Hook, Summary, Worker
 from worker.retry import RetryPolicy
+from worker.sender import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 
 log = logging.getLogger("worker")
 
@@ -162,7 +163,7 @@ def _report_once(summary: Summary) -> int:
 @click.option(
     "--retry-attempts",
     type=click.IntRange(1, 100),
-    default=5,
+    default=RetryPolicy.attempts,
     show_default=True,
     metavar="N",
     help="Attempts per delivery cycle before the heartbeat waits for the next cycle.",
@@ -170,7 +171,7 @@ def _report_once(summary: Summary) -> int:
 @click.option(
     "--retry-max-wait",
     type=click.FloatRange(0, 3600),
-    default=60.0,
+    default=RetryPolicy.max_wait,
     show_default=True,
     metavar="SECONDS",
     help="Longest wait between two attempts (exponential backoff with full jitter up to this).",
@@ -184,7 +185,7 @@ def _report_once(summary: Summary) -> int:
 @click.option(
     "--retention-days",
     type=click.IntRange(1, 3650),
-    default=30,
+    default=maintenance.DEFAULT_RETENTION_SECONDS // 86400,
     show_default=True,
     metavar="DAYS",
     help="Keep sent and rejected heartbeats this long (for `outbox heartbeats`).",
@@ -192,7 +193,7 @@ def _report_once(summary: Summary) -> int:
 @click.option(
     "--connect-timeout",
     type=click.FloatRange(0.1, 300),
-    default=10.0,
+    default=DEFAULT_CONNECT_TIMEOUT,
     show_default=True,
     metavar="SECONDS",
     help="TCP/TLS connect timeout.",
@@ -200,7 +201,7 @@ def _report_once(summary: Summary) -> int:
 @click.option(
     "--read-timeout",
     type=click.FloatRange(0.1, 600),
-    default=30.0,
+    default=DEFAULT_READ_TIMEOUT,
     show_default=True,
     metavar="SECONDS",
     help="Time to wait for the receiver's answer.",
@@ -241,13 +242,10 @@ def cli(ctx: click.Context, /, **opts: Any) -> int:
         if opts["once"]:
             return _report_once(worker.tick(parts.clock(), force=True))
         return worker.run()
-    except (LeaseHeld, LeaseLost) as e:
-        click.echo(f"outbox-worker: {e}", err=True)
-        return 2
     except OutboxBusy as e:
         click.echo(f"outbox-worker: {e}", err=True)
         return 1
-    except OutboxError as e:
+    except OutboxError as e:  # a configuration problem, or another worker holds the lease
         click.echo(f"outbox-worker: {e}", err=True)
         return 2
     finally:

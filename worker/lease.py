@@ -23,22 +23,14 @@ import secrets
 import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from outbox.db import transaction
+from outbox.store import WorkerLease, worker_lease
 from worker.errors import LeaseLost
 
-
-@dataclass(frozen=True)
-class LeaseRow:
-    owner: str
-    pid: int
-    acquired_at: int
-    expires_at: int
-
-    @property
-    def host(self) -> str:
-        return self.owner.rsplit(":", 2)[0]
+#: The ``worker_lease`` row, and reading it: the core's, which ``outbox status`` shows.
+LeaseRow = WorkerLease
+read = worker_lease
 
 
 def pid_alive(pid: int) -> bool:
@@ -80,13 +72,6 @@ def may_take(
     if row.host == host:
         return not alive(row)
     return False
-
-
-def read(conn: sqlite3.Connection) -> LeaseRow | None:
-    row = conn.execute(
-        "SELECT owner, pid, acquired_at, expires_at FROM worker_lease WHERE id = 1"
-    ).fetchone()
-    return None if row is None else LeaseRow(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 class Lease:

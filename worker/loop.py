@@ -45,6 +45,7 @@ import httpx
 from outbox import heartbeats, maintenance, store
 from outbox.db import get_meta, set_meta, transaction
 from outbox.errors import OutboxCorrupt, StorageError, translate
+from outbox.payload import iso_utc
 from outbox.settings import Decision, Edition, EnvChoice, Settings, decide
 from worker import schedule
 from worker.errors import LeaseHeld
@@ -239,7 +240,7 @@ class Worker:
                 break
             text = (
                 f"{self.config.db_path}: another worker (pid {holder.pid} on {holder.host}) "
-                f"holds this outbox until {_iso(holder.expires_at)}; "
+                f"holds this outbox until {iso_utc(holder.expires_at)}; "
             )
             if not self.config.wait_for_lease:
                 raise LeaseHeld(text + "stop it first, or start this one with --wait")
@@ -485,7 +486,7 @@ class Worker:
         return self._sender
 
     def _sleep_between_attempts(self, seconds: float) -> None:
-        self._sleep(seconds)
+        self._sleep(seconds)  # ``Event.wait`` returns a bool; the sender wants None
 
     def _renew_now(self) -> None:
         if self._lease is not None:
@@ -546,8 +547,8 @@ class Worker:
                 conn.execute("DELETE FROM meta WHERE key = 'next_attempt_at'")
             return
         with transaction(conn):
-            for _ in range(d.attempts):
-                heartbeats.record_attempt(conn, hb.id, now=at, error=d.error)
+            if d.attempts:
+                heartbeats.record_attempt(conn, hb.id, now=at, error=d.error, attempts=d.attempts)
             if d.result == "retired":
                 set_meta(conn, "retired_endpoint", self.config.endpoint)
                 conn.execute("DELETE FROM meta WHERE key = 'next_attempt_at'")
@@ -709,7 +710,3 @@ def _inode(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
