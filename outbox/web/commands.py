@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, ParamSpec, TypeVar, cast
 
 from outbox.errors import OutboxError
-from outbox.names import MAX_NAME_LENGTH
+from outbox.names import is_valid_name
 from outbox.telemetry import Telemetry
 
 P = ParamSpec("P")
@@ -34,12 +34,10 @@ class CommandNameError(OutboxError, ValueError):
 
 
 def is_command_name(name: object) -> bool:
-    """True for ``sync`` or ``users.import``; False for anything else."""
-    return (
-        type(name) is str
-        and len(name) <= MAX_NAME_LENGTH
-        and _COMMAND_NAME.fullmatch(name) is not None
-    )
+    """True for ``sync`` or ``users.import``; False for anything else, including a
+    name the general rules refuse (``users.com``, a hex id) that the track call
+    would drop every time."""
+    return type(name) is str and is_valid_name(name) and _COMMAND_NAME.fullmatch(name) is not None
 
 
 def check_command_name(name: object) -> str:
