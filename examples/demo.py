@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from outbox import Telemetry, api_name
+from outbox.names import KINDS, PAYLOAD_KEYS
 
 DAYS = 3
 # Not inherited: sharing is switched on per outbox (the organisation setting), and a
 # DO_NOT_TRACK or HELIOS_TELEMETRY_ENABLED in your shell would decide for the workers.
 OWN_VARIABLES = {"DO_NOT_TRACK", "HELIOS_TELEMETRY_ENABLED", "HELIOS_TELEMETRY_DB"}
-KIND_KEYS = {"api": "api_usage", "command": "command_usage", "ui": "ui_actions"}
 
 # (method, path template, weight): {id}, {uuid} and {email} are filled per call.
 RELAYED = [
@@ -125,7 +125,7 @@ def simulate_day(inst: Instance, day_start: float, rng: random.Random) -> None:
             inst.tracked[(kind, str(name))] += 1
     for bad in rng.sample(HOSTILE, 2):
         inst.refused += not t.track_ui_action(bad)
-    inst.instance_id = t.instance_id or ""
+    inst.instance_id = t.instance_id
 
 
 def free_port() -> int:
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
         received = Counter(
             {
                 (kind, name): int(count)
-                for kind, key in KIND_KEYS.items()
+                for kind, key in PAYLOAD_KEYS.items()
                 for name, count in insights[key].items()
             }
         )
@@ -272,7 +272,7 @@ def report_instances(base: str) -> bool:
     ok = True
     for inst in FLEET:
         info = get_json(f"{base}/api/instances/{inst.instance_id}")
-        got = sum(int(info["totals"].get(kind, 0)) for kind in KIND_KEYS)
+        got = sum(int(info["totals"].get(kind, 0)) for kind in KINDS)
         want = sum(inst.tracked.values())
         gaps = len(info["gaps"])
         ok &= got == want and gaps == 0

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import sync_playwright
 
+from collector.server import serve_in_thread
 from outbox import Telemetry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,20 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ]
-
-
-def start(telemetry: Telemetry) -> tuple[uvicorn.Server, threading.Thread, str]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(telemetry), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def main() -> int:
@@ -59,19 +43,15 @@ def main() -> int:
             executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
         )
         for state, telemetry in states.items():
-            server, thread, base = start(telemetry)
-            try:
+            with serve_in_thread(create_app(telemetry)) as server:
                 context = browser.new_context(viewport={"width": 900, "height": 760})
                 page = context.new_page()
-                page.goto(base + "/settings/privacy")
+                page.goto(server.url + "/settings/privacy")
                 page.wait_for_load_state("networkidle")
                 path = out / f"privacy-{state}.png"
                 page.screenshot(path=path, full_page=True)
                 context.close()
                 print(f"{path}")
-            finally:
-                server.should_exit = True
-                thread.join()
         browser.close()
     return 0
 

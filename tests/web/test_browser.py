@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,10 +19,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from collector import Storage, create_app
+from collector.server import serve_in_thread
 from outbox import Telemetry
+from outbox.names import PAYLOAD_KEYS
 from outbox.web import BADGE_TEXT, TOGGLE_LABEL
 from tests.helpers import child_env
-from tests.web.conftest import serve, stored
+from tests.web.conftest import drops, serve, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -100,71 +102,34 @@ def telemetry_module(page: Page, expression: str) -> object:
     return page.evaluate(f"import('/telemetry/static/telemetry.js').then((m) => {expression})")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def insights_totals(insights: dict[str, Any]) -> dict[tuple[str, str], int]:
     """(kind, name) -> count from the collector's /api/insights (its per-kind maps)."""
-    keys = {"api_usage": "api", "command_usage": "command", "ui_actions": "ui"}
     return {
         (kind, name): int(count)
-        for key, kind in keys.items()
+        for kind, key in PAYLOAD_KEYS.items()
         for name, count in insights[key].items()
     }
 
 
 def deliver_to_a_collector(db_path: Path, tmp_path: Path) -> dict[tuple[str, str], int]:
     """Run ``python -m worker --once`` against a collector on loopback; return its totals."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "collector.log").open("wb")
-    collector = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector",
-            "--db",
-            str(tmp_path / "collector.db"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=child_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    storage = Storage(str(tmp_path / "collector.db"))
     try:
-        wait_for(
-            lambda: collector.poll() is not None or _answers(base + "/api/insights"), timeout=20
-        )
-        assert collector.poll() is None, (tmp_path / "collector.log").read_text()
-        worker = subprocess.run(
-            [sys.executable, "-m", "worker", "--once"],
-            env=child_env(
-                HELIOS_TELEMETRY_DB=str(db_path),
-                HELIOS_TELEMETRY_ENDPOINT=base + "/api/instances/heartbeat",
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert worker.returncode == 0, worker.stdout + worker.stderr
-        return insights_totals(httpx.get(base + "/api/insights", timeout=10).json())
+        with serve_in_thread(create_app(storage)) as collector:
+            worker = subprocess.run(
+                [sys.executable, "-m", "worker", "--once"],
+                env=child_env(
+                    HELIOS_TELEMETRY_DB=str(db_path),
+                    HELIOS_TELEMETRY_ENDPOINT=collector.url + "/api/instances/heartbeat",
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert worker.returncode == 0, worker.stdout + worker.stderr
+            return insights_totals(httpx.get(collector.url + "/api/insights", timeout=10).json())
     finally:
-        collector.terminate()
-        collector.wait(timeout=10)
-        log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+        storage.close()
 
 
 # -- (a) sharing on ---------------------------------------------------------------------
@@ -254,11 +219,7 @@ def test_a_odd_input_never_throws_and_undeclared_names_are_dropped(
         ("ui", "bulk_edit"): 1,
         ("ui", "export_csv"): 2500,  # sent as 1000 + 1000 + 500: the server's limit per name
     }
-    import sqlite3
-
-    c = sqlite3.connect(db_path)
-    assert c.execute("SELECT pending FROM dropped WHERE reason = 'unknown_name'").fetchone() == (2,)
-    c.close()
+    assert drops(db_path).get("unknown_name") == 2
 
 
 # -- (b) sharing off --------------------------------------------------------------------
