@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def totals(path: Path | str) -> dict[tuple[str, str], int]:
         }
     finally:
         c.close()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server that must be told its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def child_env(**extra: str) -> dict[str, str]:

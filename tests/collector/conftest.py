@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -28,13 +27,7 @@ import sqlalchemy as sa
 from collector import Storage, create_app
 from collector.schema import metadata
 from collector.server import Running, serve_in_thread, start_in_thread
-from tests.helpers import FakeClock
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import FakeClock, free_port
 
 
 def _as_postgres(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -59,7 +52,7 @@ def pg_dsn() -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix="collector-pg-")
     if os.geteuid() == 0:
         shutil.chown(tmp, "postgres", "postgres")
-    data, port = os.path.join(tmp, "data"), _free_port()
+    data, port = os.path.join(tmp, "data"), free_port()
     started = False
     try:
         _as_postgres(

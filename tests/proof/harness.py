@@ -21,7 +21,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,15 +322,6 @@ def tracked_totals(results: list[dict[str, Any]]) -> Totals:
         for kind, name, count in r["tracked"]:
             total[(kind, name)] += count
     return dict(total)
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms until true; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
 
 
 # -- the invariants -------------------------------------------------------------------

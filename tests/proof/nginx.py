@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers import free_port
+
 CONF = """worker_processes 1;
 user root;
 pid nginx.pid;
@@ -62,12 +64,6 @@ def missing_reason() -> str:
         "apt-get install -y --no-install-recommends nginx "
         f"(or set {SKIP_VARIABLE}=1 to skip these tests on purpose)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_ca(folder: Path) -> Path:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from collector import Storage, create_app
 from collector.server import Running, start_in_thread
 from tests.helpers import FakeClock, child_env
+from tests.proof.harness import write_results
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = Path(__file__).resolve().parent / ".results"
 INGEST = "/api/instances/heartbeat"
 
 # -- figures for the README -------------------------------------------------------------
@@ -38,11 +38,7 @@ INGEST = "/api/instances/heartbeat"
 
 def record(test: str, **figures: Any) -> dict[str, Any]:
     """Write ``figures`` to ``tests/proof/.results/<test>.json`` and print one line."""
-    RESULTS.mkdir(exist_ok=True)
-    ignore = RESULTS / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
-    (RESULTS / f"{test}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    write_results(test, figures)
     print(f"\n[proof] {test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return figures
 
@@ -295,12 +291,3 @@ def outbox_rows(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[An
         return [tuple(r) for r in c.execute(sql, args)]
     finally:
         c.close()
-
-
-def heartbeat_statuses(db: Path) -> Counter[str]:
-    return Counter(r[0] for r in outbox_rows(db, "SELECT status FROM heartbeats"))
-
-
-def iter_days(start: int, days: int) -> Iterator[int]:
-    for d in range(days):
-        yield start + d * 86400

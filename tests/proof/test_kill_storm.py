@@ -65,7 +65,6 @@ SLOW_SECONDS = 1.0  # past the worker's --read-timeout 0.5
 
 
 #: Where a killed worker was, from what it had logged: the phases in order.
-PHASES = ("starting", "opened", "sealed", "delivered")
 
 
 def phase(log: str) -> str:

@@ -127,11 +127,7 @@ def test_disk_full_during_seal_and_during_mark(
             assert results == [False] * 100
             failed_tracks += 100
 
-    cycles = 0
-
     def wait(timeout: float) -> bool:
-        nonlocal cycles
-        cycles += 1
         tiny_disk.free()
         clock.advance(max(timeout, 1.0))
         stored.update(burst(t, 50))  # the app keeps going
@@ -201,11 +197,8 @@ def test_disk_full_during_seal_with_max_page_count(
             capped.append(pages)
 
     capped: list[int] = []
-    cycles = 0
 
     def wait(timeout: float) -> bool:
-        nonlocal cycles
-        cycles += 1
         w.conn.execute("PRAGMA max_page_count = 1073741823")
         clock.advance(max(timeout, 1.0))
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 1
