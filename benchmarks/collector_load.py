@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from outbox.payload import Aggregate, build_payload, encode
+from outbox.contract import encode
+from outbox.payload import Aggregate, build_payload
 
 API = [
     "users.list",

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any, Final
 
 from collector.insights import KIND_LABELS
-from outbox.names import KINDS
+from outbox.contract import KINDS
 
 COLORS: Final = {"api": "#2563eb", "command": "#16a34a", "ui": "#d97706"}
 WINDOWS: Final = (7, 30, 90, 365)

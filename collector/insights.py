@@ -22,8 +22,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
-from outbox.names import KINDS, PAYLOAD_KEYS
-from outbox.payload import iso_utc
+from outbox.contract import KINDS, PAYLOAD_KEYS, iso_utc
 
 DAY: Final = 86_400
 KIND_LABELS: Final = {"api": "API calls", "command": "Commands", "ui": "UI actions"}

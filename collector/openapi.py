@@ -12,8 +12,7 @@ from typing import Any
 
 from collector import validate as v
 from collector.insights import MAX_DAYS, MAX_TOP
-from outbox.names import MAX_NAME_LENGTH, PAYLOAD_KEYS
-from outbox.payload import CONTRACT_DROP_REASONS
+from outbox.contract import CONTRACT_DROP_REASONS, MAX_NAME_LENGTH, PAYLOAD_KEYS
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql
 from collector.bulk import Statements
 from collector.schema import aggregated_metrics, instance_heartbeats, instances, sequence_gaps
 from collector.validate import NO_LIMITS, Heartbeat, parse
-from outbox.payload import day_of
+from outbox.contract import day_of
 
 Status = Literal["accepted", "duplicate", "conflict"]
 

@@ -23,8 +23,16 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from collector.errors import PayloadError
-from outbox.names import KINDS, MAX_NAME_LENGTH, NAME_PATTERN, PAYLOAD_KEYS, Kind, is_valid_name
-from outbox.payload import CONTRACT_DROP_REASONS, sha256_hex
+from outbox.contract import (
+    CONTRACT_DROP_REASONS,
+    KINDS,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    PAYLOAD_KEYS,
+    Kind,
+    is_valid_name,
+    sha256_hex,
+)
 
 SCHEMA_VERSION: Final = 1
 EDITIONS: Final = ("community", "licensed")
@@ -243,9 +251,9 @@ def _dropped(value: object, limits: Limits) -> dict[str, int]:
     dropped = _object(value, "dropped")
     if len(dropped) > limits.max_drop_reasons:
         raise _invalid("dropped", f"has more than {limits.max_drop_reasons} reasons")
-    for reason in CONTRACT_DROP_REASONS:
-        if reason not in dropped:
-            raise _invalid(_path("dropped", reason), "is missing")
+    for required in CONTRACT_DROP_REASONS:
+        if required not in dropped:
+            raise _invalid(_path("dropped", required), "is missing")
     for reason, count in dropped.items():
         where = _path("dropped", reason)
         if len(reason) > MAX_NAME_LENGTH or _REASON_RE.fullmatch(reason) is None:

@@ -35,8 +35,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from outbox import Telemetry, api_name
-from outbox.names import KINDS, PAYLOAD_KEYS
+from outbox import Telemetry
+from outbox.names import api_name
+from outbox.contract import KINDS, PAYLOAD_KEYS
 
 DAYS = 3
 # Not inherited: sharing is switched on per outbox (the organisation setting), and a

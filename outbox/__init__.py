@@ -8,30 +8,80 @@
     telemetry.track_ui_action("bulk_edit")
 
 Importing this package, constructing a :class:`Telemetry` and calling a track
-method never raise and never touch the disk until the first call.
+method never raise and never touch the disk until the first call. Importing it
+loads nothing: each name below is imported on first use, so a program that needs
+only the wire contract (``outbox.contract``, the collector) loads only that.
 """
 
-from outbox.errors import (
-    OutboxBusy,
-    OutboxCorrupt,
-    OutboxError,
-    OutboxMissing,
-    OutboxReadOnly,
-    SchemaMismatch,
-    SettingsError,
-    StorageError,
-)
-from outbox.names import api_name, is_valid_name
-from outbox.settings import Decision, Settings
-from outbox.settings import package_version as _package_version
-from outbox.telemetry import Telemetry
+from __future__ import annotations
 
-__version__ = _package_version()
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
 
-#: The process-wide instance, configured from the environment on first use.
-telemetry = Telemetry()
+if TYPE_CHECKING:
+    from outbox.client import Telemetry
+    from outbox.config import Config, Decision
+    from outbox.contract import is_valid_name
+    from outbox.errors import (
+        OutboxBusy,
+        OutboxCorrupt,
+        OutboxError,
+        OutboxMissing,
+        OutboxReadOnly,
+        SchemaMismatch,
+        SettingsError,
+        StorageError,
+    )
+
+    #: The process-wide instance, configured from the environment on first use.
+    telemetry: Telemetry
+    __version__: str
+
+_WHERE = {
+    "Telemetry": "outbox.client",
+    "Config": "outbox.config",
+    "Decision": "outbox.config",
+    "is_valid_name": "outbox.contract",
+    **dict.fromkeys(
+        (
+            "OutboxBusy",
+            "OutboxCorrupt",
+            "OutboxError",
+            "OutboxMissing",
+            "OutboxReadOnly",
+            "SchemaMismatch",
+            "SettingsError",
+            "StorageError",
+        ),
+        "outbox.errors",
+    ),
+}
+_singleton_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    elif name == "telemetry":
+        with _singleton_lock:
+            if "telemetry" in globals():
+                return globals()["telemetry"]
+            from outbox.client import Telemetry
+
+            value = Telemetry()
+    elif name == "__version__":
+        from outbox.config import package_version
+
+        value = package_version()
+    else:
+        raise AttributeError(f"module 'outbox' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "Config",
     "Decision",
     "OutboxBusy",
     "OutboxCorrupt",
@@ -39,12 +89,10 @@ __all__ = [
     "OutboxMissing",
     "OutboxReadOnly",
     "SchemaMismatch",
-    "Settings",
     "SettingsError",
     "StorageError",
     "Telemetry",
     "__version__",
-    "api_name",
     "is_valid_name",
     "telemetry",
 ]

@@ -32,11 +32,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Final, TypeVar
 
-from outbox.errors import OutboxMissing, SchemaMismatch, StorageError, translate
+from outbox.errors import OutboxCorrupt, OutboxMissing, SchemaMismatch, StorageError, translate
 
-SCHEMA_VERSION: Final = 1
+#: The version of the outbox file's tables (``PRAGMA user_version``); not the payload's.
+OUTBOX_SCHEMA_VERSION: Final = 1
 
-#: Forward migrations: ``{target_version: sql}``, applied in order to outboxes
+#: Forward migrations: ``{target_version: sql script}``, applied in order to outboxes
 #: whose ``user_version`` is lower. ``schema.sql`` is always the newest full schema.
 MIGRATIONS: dict[int, str] = {}
 
@@ -60,30 +61,32 @@ def schema_sql() -> str:
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
-def split_statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements (triggers included)."""
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip() and not all(
-                ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
-            ):
-                statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip() and not all(
-        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
-    ):
-        raise ValueError(f"incomplete SQL statement at the end of the script: {buffer.strip()!r}")
-    return statements
-
-
 def _create_file(path: Path) -> None:
-    """Create the parent folder (0700) and an empty file (0600) if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create the missing folders (each 0700) and an empty file (0600).
+
+    SQLite gives the ``-wal`` and ``-shm`` files the mode of the database file, so
+    they are 0600 too. A file that already exists keeps its mode (``outbox status``
+    warns when it is open to others).
+    """
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def open_to_others(path: Path) -> list[tuple[Path, int]]:
+    """The outbox's files that others may read or write: ``(path, mode)`` pairs."""
+    found = []
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = p.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append((p, mode))
+    return found
 
 
 def connect(
@@ -179,9 +182,18 @@ def _connect_immutable(p: Path, *, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
+def _primary(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     """SQLITE_BUSY or SQLITE_LOCKED, whatever the extended code."""
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (5, 6)
+    return _primary(exc) in (5, 6)
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    """Busy, locked or a full disk: the same file works again later (no reopening)."""
+    return _primary(exc) in (5, 6, 13)
 
 
 T = TypeVar("T")
@@ -216,6 +228,10 @@ def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: 
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch the outbox to WAL (got {mode})")
+    if not readonly:
+        # Deleted rows leave no readable trace in b-tree pages (FAST: zeroed when that
+        # costs no extra I/O); an opt-out turns it fully ON for its own deletions.
+        conn.execute("PRAGMA secure_delete = FAST")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -237,12 +253,12 @@ def ensure_schema(
     :raises SchemaMismatch: when the file is newer than this code.
     """
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == SCHEMA_VERSION:
+    if version == OUTBOX_SCHEMA_VERSION:
         return version
-    if version > SCHEMA_VERSION:
+    if version > OUTBOX_SCHEMA_VERSION:
         raise SchemaMismatch(
             f"{path or 'outbox'}: written by a newer helios-telemetry (schema {version}, this "
-            f"one knows {SCHEMA_VERSION}); upgrade helios-telemetry"
+            f"one knows {OUTBOX_SCHEMA_VERSION}); upgrade helios-telemetry"
         )
     if readonly:
         if version == 0 and _is_empty(conn):
@@ -250,31 +266,46 @@ def ensure_schema(
                 f"{path}: the outbox is empty; telemetry has not collected anything"
             )
         raise SchemaMismatch(
-            f"{path or 'outbox'}: schema {version} needs a migration to {SCHEMA_VERSION}; "
+            f"{path or 'outbox'}: schema {version} needs a migration to {OUTBOX_SCHEMA_VERSION}; "
             "run any write command (or the worker) once to migrate it"
         )
+    # The version is read again under the write lock: a second process that raced
+    # us here finds the schema made and changes nothing.
     with transaction(conn):
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0:
-            if not _is_empty(conn):
-                raise sqlite3.DatabaseError(
-                    "file is not a database: it holds tables but no outbox schema version"
-                )
-            steps = split_statements(schema_sql())
-            target = SCHEMA_VERSION
-        elif version < SCHEMA_VERSION:
-            steps = [
-                s
-                for v in range(version + 1, SCHEMA_VERSION + 1)
-                for s in split_statements(MIGRATIONS[v])
-            ]
-            target = SCHEMA_VERSION
-        else:
+        if version >= OUTBOX_SCHEMA_VERSION:
             return version
-        for statement in steps:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {target}")
-    return target
+        if version == 0 and not _is_empty(conn):
+            raise OutboxCorrupt(
+                f"{path or 'outbox'}: the file holds tables but no outbox schema version; "
+                "it is not an outbox: point HELIOS_TELEMETRY_DB elsewhere, or move it aside"
+            )
+        if version == 0:
+            scripts = [schema_sql()]
+        else:
+            scripts = [MIGRATIONS[v] for v in range(version + 1, OUTBOX_SCHEMA_VERSION + 1)]
+        for script in scripts:
+            _run_script(conn, script)
+        conn.execute(f"PRAGMA user_version = {OUTBOX_SCHEMA_VERSION}")
+    return OUTBOX_SCHEMA_VERSION
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run every statement of ``script`` inside the caller's transaction.
+
+    ``executescript`` would commit first; stepping statement by statement with
+    ``sqlite3.complete_statement`` keeps the script inside our ``BEGIN IMMEDIATE``.
+    """
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            conn.execute(buffer)
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise ValueError(f"incomplete SQL statement at the end of the script: {buffer.strip()!r}")
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:
@@ -293,21 +324,3 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("COMMIT")
-
-
-def get_meta(conn: sqlite3.Connection, key: str, default: object = None) -> object:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return default if row is None else row[0]
-
-
-def get_meta_int(conn: sqlite3.Connection, key: str, default: int = 0) -> int:
-    value = get_meta(conn, key)
-    return default if value is None else int(str(value))
-
-
-def set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )

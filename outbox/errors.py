@@ -17,6 +17,7 @@ command line call, which must fail clearly. Every message says what to do::
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -53,28 +54,40 @@ class SchemaMismatch(StorageError):
     """The outbox was written by a newer version of helios-telemetry."""
 
 
+#: SQLite's primary result codes that name what went wrong (``sqlite_errorcode & 0xFF``).
+_BUSY, _LOCKED, _READONLY, _CANTOPEN, _PERM = 5, 6, 8, 14, 3
+_CORRUPT, _NOTADB, _FULL = 11, 26, 13
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def translate(exc: sqlite3.Error | OSError, path: str | Path) -> StorageError:
     """Turn an ``sqlite3.Error`` (or an ``OSError`` met opening the file) into the
-    matching :class:`StorageError`, with the fix."""
-    text = str(exc)
-    low = text.lower()
-    if "locked" in low or "busy" in low:
+    matching :class:`StorageError`, with the fix. Classified by SQLite's result code
+    (or the OS error number), never by the wording of the message."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        code = {e: _FULL for e in _NO_SPACE} | {e: _READONLY for e in _NO_ACCESS}
+        primary = code.get(exc.errno or 0, 0)
+    else:
+        primary = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    if primary in (_BUSY, _LOCKED):
         return OutboxBusy(
             f"{path}: the outbox is locked by another process ({text}); "
             "try again in a moment, or stop the process holding it"
         )
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
+    if primary in (_CORRUPT, _NOTADB):
         return OutboxCorrupt(
             f"{path}: the file is not a readable outbox ({text}); move it aside "
             f"(mv {path} {path}.corrupt) and a new one is created on the next write, "
             "or run outbox-worker, which does this for you"
         )
-    if any(s in low for s in ("readonly", "read-only", "unable to open", "permission denied")):
+    if primary in (_READONLY, _CANTOPEN, _PERM):
         return OutboxReadOnly(
             f"{path}: the outbox cannot be opened for writing ({text}); check that the "
             "file and its folder are writable by this user, or point HELIOS_TELEMETRY_DB "
             "at a writable path"
         )
-    if "disk is full" in low or "full" in low:
+    if primary == _FULL:
         return StorageError(f"{path}: the disk is full ({text}); free some space")
     return StorageError(f"{path}: {text}")

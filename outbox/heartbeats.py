@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from outbox.db import get_meta, get_meta_int, set_meta, transaction
-from outbox.names import NAME_CAP
-from outbox.payload import Aggregate, build_payload, encode, iso_utc, sha256_hex
+from outbox import store
+from outbox.contract import NAME_CAP, Status, encode, iso_utc, sha256_hex
+from outbox.db import transaction
+from outbox.payload import Aggregate, build_payload
 from outbox.store import (
+    Meta,
     aggregate_range,
     drops,
     existing_instance_id,
@@ -33,8 +35,6 @@ from outbox.store import (
     last_event_id,
     sealed_through,
 )
-
-Status = Literal["pending", "sent", "rejected", "local"]
 
 _COLUMNS = (
     "id, sequence, first_event_id, last_event_id, period_start, period_end, payload, "
@@ -120,12 +120,12 @@ def _payload_for(
     name_cap: int,
     create_instance: bool = True,
 ) -> tuple[dict[str, Any], int, str, str]:
-    sequence = get_meta_int(conn, "last_sequence") + 1
+    sequence = store.get_int(conn, Meta.LAST_SEQUENCE) + 1
     end = iso_utc(now)
     if plan.first_at is not None:
         start = iso_utc(min(plan.first_at, now))
     else:
-        start = str(get_meta(conn, "last_period_end", end))
+        start = str(store.get(conn, Meta.LAST_PERIOD_END, end))
     payload = build_payload(
         plan.aggregates,
         dropped=drops(conn).pending,
@@ -195,10 +195,10 @@ def commit_seal(
                 now if local else None,
             ),
         )
-        set_meta(conn, "sealed_through", plan.through)
-        set_meta(conn, "last_sequence", sequence)
-        set_meta(conn, "last_seal_at", now)
-        set_meta(conn, "last_period_end", end)
+        store.put(conn, Meta.SEALED_THROUGH, plan.through)
+        store.put(conn, Meta.LAST_SEQUENCE, sequence)
+        store.put(conn, Meta.LAST_SEAL_AT, now)
+        store.put(conn, Meta.LAST_PERIOD_END, end)
         conn.execute("UPDATE dropped SET pending = 0")
     return get(conn, heartbeat_id)
 

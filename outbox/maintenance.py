@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outbox.db import transaction
-from outbox.store import Discarded, add_drops, discard_unsent, last_event_id, sealed_through
+from outbox.store import Discarded, add_drops, last_event_id, sealed_through
 
 #: Rows one maintenance transaction may touch. 5,000 keeps one compaction
 #: window (the heaviest: a GROUP BY, an UPDATE and a DELETE) near 10 ms on a
@@ -222,18 +222,34 @@ def _history_filter(cutoff: int | None) -> tuple[str, tuple[int, ...]]:
     return "status <> 'pending' AND settled_at < ?", (cutoff,)
 
 
+def event_rows(conn: sqlite3.Connection) -> int:
+    """How many event rows the outbox holds (sealed or not)."""
+    return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def unsent(conn: sqlite3.Connection) -> Discarded:
+    """What an erase would discard now: unsent counts and the pending heartbeat."""
+    events = conn.execute(
+        "SELECT coalesce(sum(count), 0) FROM events WHERE id > ?", (sealed_through(conn),)
+    ).fetchone()[0]
+    heartbeats = conn.execute(
+        "SELECT count(*) FROM heartbeats WHERE status = 'pending'"
+    ).fetchone()[0]
+    return Discarded(int(events), int(heartbeats))
+
+
 def purge(
     conn: sqlite3.Connection,
     *,
     now: int,
     older_than: int | None = None,
-    include_unsent: bool = False,
     dry_run: bool = False,
     chunk: int = DEFAULT_CHUNK,
     hook: Hook = _noop,
 ) -> Purged:
-    """Delete sent history — sent, rejected and local heartbeats — and, with
-    ``include_unsent``, every unsent event and heartbeat.
+    """Delete sent history: sent, rejected and local heartbeats, and the event rows
+    they cover. Unsent data is never touched here (erasing it is
+    :func:`outbox.consent.erase_unsent`, an explicit opt-out).
 
     :param older_than: seconds; only heartbeats settled before ``now - older_than``
         go. Event rows already covered by a settled heartbeat always go: the
@@ -244,28 +260,13 @@ def purge(
         n_hb = int(
             conn.execute(f"SELECT count(*) FROM heartbeats WHERE {where}", args).fetchone()[0]
         )
-        bound = last_event_id(conn) if include_unsent else delivered_through(conn)
         n_rows = int(
-            conn.execute("SELECT count(*) FROM events WHERE id <= ?", (bound,)).fetchone()[0]
+            conn.execute(
+                "SELECT count(*) FROM events WHERE id <= ?", (delivered_through(conn),)
+            ).fetchone()[0]
         )
-        unsent = Discarded(0, 0)
-        if include_unsent:
-            unsent = Discarded(
-                int(
-                    conn.execute(
-                        "SELECT coalesce(sum(count), 0) FROM events WHERE id > ?",
-                        (sealed_through(conn),),
-                    ).fetchone()[0]
-                ),
-                int(
-                    conn.execute(
-                        "SELECT count(*) FROM heartbeats WHERE status = 'pending'"
-                    ).fetchone()[0]
-                ),
-            )
-        return Purged(n_hb, n_rows, unsent, 0, True)
+        return Purged(n_hb, n_rows, Discarded(0, 0), 0, True)
     pages_before = _pages(conn)
-    unsent = discard_unsent(conn) if include_unsent else Discarded(0, 0)
     n_hb = 0
     while True:
         with transaction(conn):
@@ -280,7 +281,7 @@ def purge(
     n_rows = delete_covered_events(conn, chunk=chunk, hook=hook)
     vacuum(conn, hook=hook)
     return Purged(
-        n_hb, n_rows, unsent, max(0, pages_before - _pages(conn)) * _page_size(conn), False
+        n_hb, n_rows, Discarded(0, 0), max(0, pages_before - _pages(conn)) * _page_size(conn), False
     )
 
 

@@ -1,120 +1,18 @@
-"""Names and privacy (DESIGN.md section 4): which names may be recorded.
+"""Deriving an API name from a relayed path (legacy): numbers, UUIDs, hex and emails removed.
 
-A name is lowercase ASCII segments joined by ``.``, each a letter followed by
-letters, digits or ``_``, at most 64 characters — so an email, an IP address, a
-number or a hex id can never be a name — and a dotted name may not end in a
-top-level-domain-like segment (``.com``, ``.local``, ``.internal`` …), so neither
-can a hostname. Anything else is dropped and counted.
-
-:func:`api_name` derives a name from a relayed request, removing id-like path
-segments (numbers, UUIDs, hex, anything with ``@``) before anything is recorded.
+The name rules themselves live in :mod:`outbox.contract`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import unquote
 
-Kind = Literal["api", "command", "ui"]
-
-KINDS: Final[tuple[Kind, ...]] = ("api", "command", "ui")
-
-#: The payload key that carries each kind's counts (contract, schema version 1).
-PAYLOAD_KEYS: Final[dict[Kind, str]] = {
-    "api": "api_usage",
-    "command": "command_usage",
-    "ui": "ui_actions",
-}
-
-MAX_NAME_LENGTH: Final = 64
-
-#: Largest count one track call may add (the UI-action route allows 1-1000).
-MAX_COUNT: Final = 1_000_000
-
-#: Distinct names per kind kept in one heartbeat; the rest is counted as
-#: ``dropped.over_capacity`` (the least used names go first).
-NAME_CAP: Final = 200
+from outbox.contract import MAX_NAME_LENGTH, is_valid_name
 
 _SEGMENT = r"[a-z][a-z0-9_]*"
-
-#: Last segments that make a dotted name look like a hostname (``db01.example.com``):
-#: such names are refused, so a hostname passed by mistake never leaves the machine.
-HOST_SUFFIXES: Final = frozenset(
-    {
-        "com",
-        "net",
-        "org",
-        "io",
-        "dev",
-        "app",
-        "cloud",
-        "local",
-        "localdomain",
-        "localhost",
-        "internal",
-        "intranet",
-        "lan",
-        "home",
-        "corp",
-        "example",
-        "test",
-        "invalid",
-        "arpa",
-        "edu",
-        "gov",
-        "mil",
-        "int",
-        "info",
-        "biz",
-        "co",
-        "uk",
-        "de",
-        "fr",
-        "nl",
-        "eu",
-        "us",
-        "ca",
-        "au",
-        "jp",
-        "cn",
-        "ru",
-        "br",
-        "ch",
-        "se",
-        "es",
-        "it",
-        "pl",
-        "at",
-        "be",
-        "dk",
-        "fi",
-        "ie",
-        "nz",
-        "za",
-        "kr",
-        "tw",
-        "sg",
-        "hk",
-    }
-)
-#: A segment that is a hex id (8 or more hex digits, at least one of them a digit:
-#: ``e31ea01ee1eedafe``, a hash or a token) starts with a letter as often as not;
-#: refused like a number, so that no hex id can be a name. Words of the letters a-f
-#: alone (``facade``, ``added``) stay valid.
-#: The same for a part after ``_`` (``job_59d20fa90f4b``).
-_HEX_ID = r"(?=[0-9a-f]{8,}(?:[._]|$))[a-f]*[0-9]"
-_NAME_SEGMENT = rf"(?!{_HEX_ID})[a-z](?:[a-z0-9]|_(?!{_HEX_ID}))*"
-#: Nor may a hex id hide inside a segment, glued to letters (``user4f9c0e…``, a token
-#: or a dashless UUID): 16 or more hex characters in a row, a digit among them.
-_HEX_RUN = r"(?=[0-9a-f]{16})[a-f]*[0-9]"
-NAME_PATTERN: Final = (
-    rf"(?!.*\.(?:{'|'.join(sorted(HOST_SUFFIXES))})$)(?!.*?{_HEX_RUN})"
-    rf"{_NAME_SEGMENT}(?:\.{_NAME_SEGMENT})*"
-)
-_NAME_RE = re.compile(NAME_PATTERN)
 _SEGMENT_RE = re.compile(_SEGMENT)
-
 _UUID_RE = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
 _HEX_RE = re.compile(r"(?:0x)?[0-9a-f]{8,}")
 
@@ -127,32 +25,6 @@ _VERBS: Final[dict[str, tuple[str, str]]] = {
     "PATCH": ("update", "update"),
     "DELETE": ("delete", "delete"),
 }
-
-
-#: Names already found valid, so that the rules (a regular expression with look-aheads,
-#: a few µs) run once per distinct name, not on every track call or heartbeat. Bounded:
-#: past the cap names are checked every time and not remembered, so a flood of distinct
-#: names cannot grow it.
-_VALID_NAMES: set[str] = set()
-_VALID_NAMES_CAP: Final = 20_000
-
-
-def is_valid_name(name: object) -> bool:
-    """True when ``name`` may be recorded as it is (a str obeying the name rules)."""
-    if type(name) is not str:
-        return False
-    if name in _VALID_NAMES:
-        return True
-    if len(name) > MAX_NAME_LENGTH or _NAME_RE.fullmatch(name) is None:
-        return False
-    if len(_VALID_NAMES) < _VALID_NAMES_CAP:
-        _VALID_NAMES.add(name)
-    return True
-
-
-def is_valid_count(count: object) -> bool:
-    """True for an ``int`` (not a bool) between 1 and :data:`MAX_COUNT`."""
-    return type(count) is int and 1 <= count <= MAX_COUNT
 
 
 def _is_id_like(segment: str) -> bool:

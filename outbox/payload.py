@@ -3,26 +3,26 @@
 :func:`build_payload` turns per-day aggregates (``kind, name, day, count``) and the
 pending drop counts into the payload dict; :func:`encode` freezes it into the
 bytes that are stored and sent. No clock, no database, no randomness here: the
-caller passes the id, sequence and times.
+caller passes the id, sequence and times. The encoding and the hash are the
+contract's (:func:`outbox.contract.encode`, :func:`outbox.contract.sha256_hex`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, Final
+from datetime import date
+from typing import Any
 
-from outbox.names import KINDS, NAME_CAP, PAYLOAD_KEYS, Kind
-
-SCHEMA_VERSION: Final = 1
-
-#: Reasons always present in ``dropped`` (the contract's three); other reasons
-#: (``unknown_name``) appear only when non-zero.
-CONTRACT_DROP_REASONS: Final = ("invalid_name", "storage_error", "over_capacity")
+from outbox.contract import (
+    CONTRACT_DROP_REASONS,
+    KINDS,
+    NAME_CAP,
+    PAYLOAD_KEYS,
+    PAYLOAD_SCHEMA_VERSION,
+    Kind,
+)
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,6 @@ class Aggregate:
     name: str
     day: date
     count: int
-
-
-def iso_utc(ts: float) -> str:
-    """Unix seconds → ``2026-11-25T10:00:00Z``."""
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def day_of(ts: int) -> date:
-    """The UTC day of a unix timestamp (what ``at / 86400`` groups by in SQL)."""
-    return datetime.fromtimestamp(ts - ts % 86400, UTC).date()
 
 
 def cap_names(aggregates: Iterable[Aggregate], cap: int = NAME_CAP) -> tuple[list[Aggregate], int]:
@@ -92,13 +82,13 @@ def build_payload(
             continue
         top[a.kind][a.name] += a.count
         days[a.day][a.kind][a.name] += a.count
-    drops = {reason: int(dropped.get(reason, 0)) for reason in CONTRACT_DROP_REASONS}
+    drops: dict[str, int] = {r: int(dropped.get(r, 0)) for r in CONTRACT_DROP_REASONS}
     for reason, n in sorted(dropped.items()):
         if reason not in drops and n:
             drops[reason] = int(n)
     drops["over_capacity"] += cut
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": PAYLOAD_SCHEMA_VERSION,
         "heartbeat_id": heartbeat_id,
         "instance_id": instance_id,
         "sequence": sequence,
@@ -112,12 +102,3 @@ def build_payload(
         },
         "dropped": drops,
     }
-
-
-def encode(payload: Mapping[str, Any]) -> bytes:
-    """The wire form: compact JSON, ASCII only, key order as built."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def sha256_hex(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()

@@ -1,26 +1,113 @@
-"""Reading the outbox: derived counters, drops, settings, instance id, summary.
+"""The outbox's rows: the track call's statements, meta keys, counters, drops, identity.
 
 Counters are never kept anywhere: they are ``SUM(count)`` over the event rows.
 An event is *pending* while its id is above the seal cursor (meta
 ``sealed_through``); the counters of a sealed but unsent heartbeat (*in flight*)
 are read from its frozen payload, which is exactly what will leave the machine.
+
+Small facts live in the ``meta`` table under the keys of :class:`Meta`: a key is
+never a bare string, so every reader and writer of a fact can be found.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
-from outbox.db import get_meta, get_meta_int, set_meta, transaction
-from outbox.names import KINDS, PAYLOAD_KEYS, Kind
-from outbox.payload import Aggregate, day_of
-from outbox.settings import ORG_SETTING_KEY
+from outbox.contract import KINDS, PAYLOAD_KEYS, DropReason, Kind, day_of
+from outbox.payload import Aggregate
 
-DROP_REASONS = ("invalid_name", "storage_error", "over_capacity", "unknown_name")
+#: The organisation's choice in the host app's ``organization_settings`` table.
+ORG_SETTING_KEY: Final = "telemetry_enabled"
+
+_ORG_ON = (
+    f"coalesce((SELECT value FROM organization_settings WHERE key = '{ORG_SETTING_KEY}'), ?)"
+    " = 'true'"
+)
+#: The track call: one conditional INSERT. The organisation setting is read in the
+#: same statement, so a call racing an opt-out is either discarded with the rest or
+#: not written at all. Parameters: kind, name, count, at, and what to assume when
+#: the organisation never chose (``'true'``/``'false'``).
+INSERT_EVENT: Final = (
+    f"INSERT INTO events (kind, name, count, at) SELECT ?, ?, ?, ? WHERE {_ORG_ON}"
+)
+#: Count ``?1`` losses of reason ``?2``, on the same condition (``?3``: the assumption).
+ADD_DROP_IF_ON: Final = (
+    "UPDATE dropped SET pending = pending + ?1, total = total + ?1 WHERE reason = ?2 AND "
+    + _ORG_ON.replace("?)", "?3)")
+)
+
+
+class Meta(StrEnum):
+    """The keys of the ``meta`` table, and who writes them."""
+
+    #: Identity (core): a random UUID4 and a random secret, made together, never derived.
+    INSTANCE_ID = "instance_id"
+    INSTANCE_SECRET = "instance_secret"
+    #: The seal (core): events with a larger id are pending; the last sequence and seal.
+    SEALED_THROUGH = "sealed_through"
+    LAST_SEQUENCE = "last_sequence"
+    LAST_SEAL_AT = "last_seal_at"
+    LAST_PERIOD_END = "last_period_end"
+    #: The worker's schedule and delivery state (unix seconds, the retired URL).
+    NEXT_DUE_AT = "next_due_at"
+    NEXT_ATTEMPT_AT = "next_attempt_at"
+    RETIRED_ENDPOINT = "retired_endpoint"
+    LAST_CYCLE_AT = "last_cycle_at"
+    LAST_CYCLE_ERROR = "last_cycle_error"
+    #: When a worker last ran a cycle on this outbox (a missing worker shows).
+    WORKER_SEEN_AT = "worker_seen_at"
+    #: Why the last worker cycle held unsent data back (its environment disagrees), JSON.
+    WORKER_HELD_BACK = "worker_held_back"
+    #: What decided the state of the processes that track (JSON: mode, source, at).
+    WRITERS = "writers"
+    #: An opt-out whose last step (emptying the WAL file) is still to be done.
+    ERASE_PENDING = "erase_pending"
+    #: ``outbox export``: when a heartbeat was last written to a file.
+    LAST_EXPORT_AT = "last_export_at"
+    #: A corrupt outbox was moved aside: where to, and when.
+    RECOVERED_FROM = "recovered_from"
+    RECOVERED_AT = "recovered_at"
+
+
+def get(conn: sqlite3.Connection, key: Meta, default: object = None) -> object:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key.value,)).fetchone()
+    return default if row is None else row[0]
+
+
+def get_int(conn: sqlite3.Connection, key: Meta, default: int = 0) -> int:
+    value = get(conn, key)
+    try:
+        return default if value is None else int(str(value))
+    except ValueError:
+        return default
+
+
+def get_json(conn: sqlite3.Connection, key: Meta) -> dict[str, Any] | None:
+    value = get(conn, key)
+    try:
+        doc = json.loads(str(value)) if value is not None else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def put(conn: sqlite3.Connection, key: Meta, value: object) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key.value, json.dumps(value, sort_keys=True) if isinstance(value, dict) else value),
+    )
+
+
+def delete(conn: sqlite3.Connection, *keys: Meta) -> None:
+    conn.executemany("DELETE FROM meta WHERE key = ?", [(k.value,) for k in keys])
 
 
 @dataclass(frozen=True)
@@ -32,7 +119,7 @@ class Counter:
 
 def sealed_through(conn: sqlite3.Connection) -> int:
     """The seal cursor: events with a larger id are pending."""
-    return get_meta_int(conn, "sealed_through")
+    return get_int(conn, Meta.SEALED_THROUGH)
 
 
 def last_event_id(conn: sqlite3.Connection) -> int:
@@ -128,7 +215,7 @@ def drops(conn: sqlite3.Connection) -> Drops:
     )
 
 
-def add_drops(conn: sqlite3.Connection, reason: str, n: int) -> None:
+def add_drops(conn: sqlite3.Connection, reason: DropReason, n: int) -> None:
     """Count ``n`` things that could not be recorded, for the next heartbeat's ``dropped``."""
     conn.execute(
         "UPDATE dropped SET pending = pending + ?1, total = total + ?1 WHERE reason = ?2",
@@ -136,26 +223,56 @@ def add_drops(conn: sqlite3.Connection, reason: str, n: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """This outbox's identity at the receiver: the id in every payload, the secret in
+    the ``Authorization`` header only."""
+
+    instance_id: str
+    secret: str
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def credentials(
+    conn: sqlite3.Connection,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    new_secret: Callable[[], str] = _new_secret,
+) -> Credentials:
+    """Get or create the instance id and secret: random, never derived from the machine.
+
+    ``INSERT OR IGNORE`` then read: when several processes create them at the same
+    instant, the first insert wins and every process reads that one. An outbox made
+    before secrets existed gets its secret here, beside its old id.
+    """
+    iid, secret = get(conn, Meta.INSTANCE_ID), get(conn, Meta.INSTANCE_SECRET)
+    if iid is None or secret is None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [(Meta.INSTANCE_ID.value, new_id()), (Meta.INSTANCE_SECRET.value, new_secret())],
+        )
+        iid, secret = get(conn, Meta.INSTANCE_ID), get(conn, Meta.INSTANCE_SECRET)
+    return Credentials(str(iid), str(secret))
+
+
 def instance_id(
     conn: sqlite3.Connection, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
 ) -> str:
-    """Get or create the instance id: one random UUID4 per outbox, never machine-derived.
-
-    ``INSERT OR IGNORE`` then read: when several processes create it at the same
-    instant, the first insert wins and every process reads that one.
-    """
-    value = get_meta(conn, "instance_id")
-    if value is None:
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)", (new_id(),)
-        )
-        value = get_meta(conn, "instance_id")
-    return str(value)
+    """Get or create the instance id (and with it the secret)."""
+    return credentials(conn, new_id).instance_id
 
 
 def existing_instance_id(conn: sqlite3.Connection) -> str | None:
     """The instance id if one was made, without creating it (for read-only callers)."""
-    value = get_meta(conn, "instance_id")
+    value = get(conn, Meta.INSTANCE_ID)
+    return None if value is None else str(value)
+
+
+def existing_secret(conn: sqlite3.Connection) -> str | None:
+    """The instance secret if one was made, without creating it."""
+    value = get(conn, Meta.INSTANCE_SECRET)
     return None if value is None else str(value)
 
 
@@ -169,50 +286,48 @@ def org_enabled(conn: sqlite3.Connection) -> bool | None:
 
 @dataclass(frozen=True)
 class Discarded:
-    """What switching off (or ``purge --all``) made unsendable."""
+    """What an opt-out (or ``purge --all``) made unsendable: counts and heartbeats."""
 
     events: int
     heartbeats: int
 
 
-def set_org_enabled(conn: sqlite3.Connection, enabled: bool, *, now: int) -> Discarded:
-    """Store the organisation's choice; switching off discards unsent data in the same transaction.
+def put_org_enabled(conn: sqlite3.Connection, enabled: bool, *, now: int) -> None:
+    """Store the organisation's choice (see :func:`outbox.consent.switch`, which also erases)."""
+    conn.execute(
+        "INSERT INTO organization_settings (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (ORG_SETTING_KEY, "true" if enabled else "false", now),
+    )
 
-    Discarding moves the seal cursor past every event and deletes the pending
-    heartbeat: O(1) writes, so the transaction is short whatever the backlog.
-    The rows themselves are deleted afterwards by
-    :func:`outbox.maintenance.delete_covered_events`, in chunks.
+
+def discard_unsent(conn: sqlite3.Connection) -> Discarded:
+    """Make every unsent event and heartbeat unsendable; call inside a write transaction.
+
+    Moves the seal cursor past every event and deletes the pending heartbeat: O(1)
+    writes, so the transaction is short whatever the backlog. The event rows go
+    afterwards, in chunks (:func:`outbox.maintenance.delete_covered_events`).
     """
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO organization_settings (key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            (ORG_SETTING_KEY, "true" if enabled else "false", now),
-        )
-        if enabled:
-            return Discarded(0, 0)
-        return discard_unsent_in_transaction(conn)
-
-
-def discard_unsent_in_transaction(conn: sqlite3.Connection) -> Discarded:
-    """Make every unsent event and heartbeat unsendable; call inside a write transaction."""
     after = sealed_through(conn)
     n_events = int(
         conn.execute(
             "SELECT coalesce(sum(count), 0) FROM events WHERE id > ?", (after,)
         ).fetchone()[0]
     )
-    set_meta(conn, "sealed_through", max(after, last_event_id(conn)))
+    put(conn, Meta.SEALED_THROUGH, max(after, last_event_id(conn)))
     n_heartbeats = conn.execute("DELETE FROM heartbeats WHERE status = 'pending'").rowcount
     conn.execute("UPDATE dropped SET pending = 0")
     return Discarded(n_events, n_heartbeats)
 
 
-def discard_unsent(conn: sqlite3.Connection) -> Discarded:
-    """:func:`discard_unsent_in_transaction` in its own transaction."""
-    with transaction(conn):
-        return discard_unsent_in_transaction(conn)
+def has_unsent(conn: sqlite3.Connection) -> bool:
+    """True when something waits to be sent: events past the cursor, a pending heartbeat
+    or drop counts for the next heartbeat."""
+    return (
+        last_event_id(conn) > sealed_through(conn)
+        or conn.execute("SELECT 1 FROM heartbeats WHERE status = 'pending'").fetchone() is not None
+        or conn.execute("SELECT 1 FROM dropped WHERE pending > 0").fetchone() is not None
+    )
 
 
 @dataclass(frozen=True)

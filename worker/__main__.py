@@ -28,8 +28,9 @@ import click
 import httpx
 
 from outbox import maintenance
+from outbox.config import EDITION, ENABLED, ENDPOINT
+from outbox.config import Config as Settings
 from outbox.errors import OutboxBusy, OutboxError, SettingsError
-from outbox.settings import Settings, validate_endpoint
 from worker.loop import Config, Hook, Summary, Worker
 from worker.retry import RetryPolicy
 from worker.sender import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
@@ -83,18 +84,11 @@ def _install_signals(worker: Worker) -> None:
 
 
 def _settings(environ: dict[str, str], db: Path | None, endpoint: str | None) -> Settings:
-    env = dict(environ)
-    if endpoint is not None:
-        try:
-            validate_endpoint(endpoint)
-        except SettingsError as e:
-            raise SettingsError(
-                str(e).replace(f"HELIOS_TELEMETRY_ENDPOINT={endpoint!r}", f"--endpoint {endpoint}")
-            ) from None
-        env["HELIOS_TELEMETRY_ENDPOINT"] = endpoint
-    if db is not None:
-        env["HELIOS_TELEMETRY_DB"] = str(db)
-    return Settings.from_env(env)
+    # A worker that cannot be configured does not start (exit 2): a bad on/off value
+    # means off, as everywhere, and a cron job or systemd shows the sentence.
+    return Settings.from_env(environ, db_path=db, endpoint=endpoint).require(
+        ENDPOINT, "--endpoint", EDITION, ENABLED
+    )
 
 
 def _report_once(summary: Summary) -> int:

@@ -43,10 +43,12 @@ from typing import Final
 import httpx
 
 from outbox import heartbeats, maintenance, store
-from outbox.db import get_meta, set_meta, transaction
+from outbox.config import Config as Settings
+from outbox.config import Decision, Edition, EnvChoice, decide
+from outbox.contract import iso_utc
+from outbox.db import transaction
 from outbox.errors import OutboxCorrupt, StorageError, translate
-from outbox.payload import iso_utc
-from outbox.settings import Decision, Edition, EnvChoice, Settings, decide
+from outbox.store import Meta
 from worker import schedule
 from worker.errors import LeaseHeld
 from worker.lease import Lease, LeaseRow
@@ -401,8 +403,8 @@ class Worker:
         elif now - self._last_checkpoint >= self.config.checkpoint_every:
             self._checkpoint(now)
         with transaction(conn):
-            conn.execute("DELETE FROM meta WHERE key IN ('next_due_at', 'next_attempt_at')")
-            set_meta(conn, "last_cycle_at", int(now))
+            store.delete(conn, Meta.NEXT_DUE_AT, Meta.NEXT_ATTEMPT_AT)
+            store.put(conn, Meta.LAST_CYCLE_AT, int(now))
         self._step("after_cycle")
         return Summary(
             mode="off",
@@ -414,7 +416,7 @@ class Worker:
     # -- schedule and seal ------------------------------------------------------------------
 
     def _due(self, now: float) -> float:
-        last = get_meta(self.conn, "last_seal_at")
+        last = store.get(self.conn, Meta.LAST_SEAL_AT)
         return schedule.next_due(
             now=now,
             started_at=self.started_at,
@@ -459,12 +461,12 @@ class Worker:
 
     def _retired(self) -> bool:
         """True while the configured endpoint is the one that answered 410."""
-        retired = get_meta(self.conn, "retired_endpoint")
+        retired = store.get(self.conn, Meta.RETIRED_ENDPOINT)
         if retired is None:
             return False
         if str(retired) == self.config.endpoint:
             return True
-        self.conn.execute("DELETE FROM meta WHERE key = 'retired_endpoint'")
+        store.delete(self.conn, Meta.RETIRED_ENDPOINT)
         log.info("endpoint changed from the retired %s: sending again", retired)
         return False
 
@@ -544,14 +546,14 @@ class Worker:
             self._failed_cycles = 0
             self._next_attempt_at = 0.0
             with transaction(conn):
-                conn.execute("DELETE FROM meta WHERE key = 'next_attempt_at'")
+                store.delete(conn, Meta.NEXT_ATTEMPT_AT)
             return
         with transaction(conn):
             if d.attempts:
                 heartbeats.record_attempt(conn, hb.id, now=at, error=d.error, attempts=d.attempts)
             if d.result == "retired":
-                set_meta(conn, "retired_endpoint", self.config.endpoint)
-                conn.execute("DELETE FROM meta WHERE key = 'next_attempt_at'")
+                store.put(conn, Meta.RETIRED_ENDPOINT, self.config.endpoint)
+                store.delete(conn, Meta.NEXT_ATTEMPT_AT)
         if d.result == "retired":
             log.error(
                 "the endpoint %s answered 410 Gone: it is retired. Nothing more is sent to it; "
@@ -566,7 +568,7 @@ class Worker:
         self._failed_cycles += 1
         delay = cycle_delay(self._failed_cycles, d.retry_after, u=self._rng.random())
         self._next_attempt_at = math.ceil(at + delay)
-        set_meta(conn, "next_attempt_at", int(self._next_attempt_at))
+        store.put(conn, Meta.NEXT_ATTEMPT_AT, int(self._next_attempt_at))
         # One line per backoff window, whatever the number of attempts in it.
         log.warning(
             "heartbeat %s (sequence %d) not delivered: %s after %d attempt(s); "
@@ -624,16 +626,16 @@ class Worker:
 
     def _write_meta(self, now: float, *, next_due: float, pending: bool, active: bool) -> None:
         conn = self.conn
-        stored = get_meta(conn, "next_due_at")
+        stored = store.get(conn, Meta.NEXT_DUE_AT)
         unchanged = stored is not None and int(str(stored)) == int(next_due)
         if unchanged and not active and not self._error_recorded:
             return
         with transaction(conn):
-            set_meta(conn, "next_due_at", int(next_due))
-            set_meta(conn, "last_cycle_at", int(now))
-            conn.execute("DELETE FROM meta WHERE key = 'last_cycle_error'")
+            store.put(conn, Meta.NEXT_DUE_AT, int(next_due))
+            store.put(conn, Meta.LAST_CYCLE_AT, int(now))
+            store.delete(conn, Meta.LAST_CYCLE_ERROR)
             if not pending:
-                conn.execute("DELETE FROM meta WHERE key = 'next_attempt_at'")
+                store.delete(conn, Meta.NEXT_ATTEMPT_AT)
         self._error_recorded = False
 
     # -- the loop ---------------------------------------------------------------------------
@@ -683,8 +685,8 @@ class Worker:
             log.error("cycle failed (%d in a row): %s", errors, err)
         try:
             with transaction(self.conn):
-                set_meta(self.conn, "last_cycle_error", str(err)[:500])
-                set_meta(self.conn, "last_cycle_at", int(now))
+                store.put(self.conn, Meta.LAST_CYCLE_ERROR, str(err)[:500])
+                store.put(self.conn, Meta.LAST_CYCLE_AT, int(now))
             self._error_recorded = True
         except sqlite3.Error:
             pass

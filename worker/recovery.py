@@ -5,7 +5,8 @@ fails it (or that is not an SQLite database at all) is moved aside as
 ``telemetry.db.corrupt-YYYYMMDDTHHMMSSZ`` (with its ``-wal``), and a new outbox
 is created in its place. From the old file we try to save, each on its own:
 
-* the instance id, so the receiver still sees the same instance;
+* the instance id and its secret, so the receiver still sees (and accepts) the same
+  instance;
 * the last sequence number, so the receiver sees a gap, not a repeated number;
 * the organisation's on/off choice, so an opt-out survives the recovery.
 
@@ -26,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from outbox import db, store
-from outbox.db import set_meta, transaction
+from outbox.db import transaction
 from outbox.errors import OutboxCorrupt
-from outbox.settings import ORG_SETTING_KEY
+from outbox.store import ORG_SETTING_KEY, Meta
 
 log = logging.getLogger("worker.recovery")
 
@@ -38,6 +39,7 @@ class Salvage:
     """What could be read from a corrupt outbox (``None``: unreadable or absent)."""
 
     instance_id: str | None = None
+    secret: str | None = None
     last_sequence: int | None = None
     org_setting: str | None = None
 
@@ -92,8 +94,9 @@ def salvage(path: Path) -> Salvage:
         return None if row is None else row[0]
 
     try:
-        iid = one("SELECT value FROM meta WHERE key = ?", ("instance_id",))
-        seq = one("SELECT value FROM meta WHERE key = ?", ("last_sequence",))
+        iid = one("SELECT value FROM meta WHERE key = ?", (Meta.INSTANCE_ID.value,))
+        secret = one("SELECT value FROM meta WHERE key = ?", (Meta.INSTANCE_SECRET.value,))
+        seq = one("SELECT value FROM meta WHERE key = ?", (Meta.LAST_SEQUENCE.value,))
         org = one("SELECT value FROM organization_settings WHERE key = ?", (ORG_SETTING_KEY,))
     finally:
         conn.close()
@@ -102,6 +105,7 @@ def salvage(path: Path) -> Salvage:
         sequence = int(str(seq)) if seq is not None else None
     return Salvage(
         instance_id=str(iid) if isinstance(iid, str) and iid else None,
+        secret=str(secret) if isinstance(secret, str) and secret else None,
         last_sequence=sequence,
         org_setting=str(org) if org in ("true", "false") else None,
     )
@@ -110,21 +114,26 @@ def salvage(path: Path) -> Salvage:
 def _record(conn: sqlite3.Connection, recovered: Recovered, now: float) -> None:
     s = recovered.salvage
     with transaction(conn):
-        if s.instance_id is not None:
+        if s.instance_id is not None and s.secret is not None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                [(Meta.INSTANCE_ID.value, s.instance_id), (Meta.INSTANCE_SECRET.value, s.secret)],
+            )
+        elif s.instance_id is not None:  # an outbox from before secrets: one is made later
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)",
-                (s.instance_id,),
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                (Meta.INSTANCE_ID.value, s.instance_id),
             )
         if s.last_sequence is not None:
-            set_meta(conn, "last_sequence", s.last_sequence)
+            store.put(conn, Meta.LAST_SEQUENCE, s.last_sequence)
         if s.org_setting is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO organization_settings (key, value, updated_at) "
                 "VALUES (?, ?, ?)",
                 (ORG_SETTING_KEY, s.org_setting, int(now)),
             )
-        set_meta(conn, "recovered_from", str(recovered.moved_to))
-        set_meta(conn, "recovered_at", int(now))
+        store.put(conn, Meta.RECOVERED_FROM, str(recovered.moved_to))
+        store.put(conn, Meta.RECOVERED_AT, int(now))
         store.add_drops(conn, "storage_error", 1)
 
 

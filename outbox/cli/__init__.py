@@ -18,7 +18,7 @@ from outbox.cli.context import CliContext, OutboxGroup
 from outbox.cli.forget import forget
 from outbox.cli.status import status
 from outbox.cli.views import heartbeats_command, preview, show
-from outbox.settings import default_db_path
+from outbox.config import default_db_path
 
 __all__ = ["CliContext", "cli", "main"]
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import click
 
-from outbox import maintenance, store
-from outbox.cli.context import CliContext, Environment
+from outbox import consent, maintenance, store
+from outbox.cli.context import CliContext
 from outbox.cli.fmt import MODES, human_bytes, parse_duration, plural
+from outbox.client import Telemetry
+from outbox.config import Decision
+from outbox.contract import KINDS, MAX_COUNT, MAX_NAME_LENGTH, is_valid_name
 from outbox.maintenance import Purged
-from outbox.names import KINDS, MAX_COUNT, MAX_NAME_LENGTH, is_valid_name
-from outbox.settings import Decision
-from outbox.telemetry import Telemetry
 
 NAME_RULE = (
     "a name is lowercase segments of letters, digits and _ joined by '.', each starting "
@@ -88,9 +89,11 @@ def purge(ctx: click.Context, scope: str, older_than: int | None, dry_run: bool,
         if conn is None:
             click.echo(f"nothing to purge: no outbox at {obj.db_path} yet")
             return
-        plan = maintenance.purge(
-            conn, now=now, older_than=older_than, include_unsent=everything, dry_run=True
-        )
+        plan = maintenance.purge(conn, now=now, older_than=older_than, dry_run=True)
+        if everything:
+            plan = dataclasses.replace(
+                plan, unsent=maintenance.unsent(conn), event_rows=maintenance.event_rows(conn)
+            )
     if _empty(plan):
         click.echo("nothing to purge")
         return
@@ -109,9 +112,12 @@ def purge(ctx: click.Context, scope: str, older_than: int | None, dry_run: bool,
             ctx.exit(1)
     before = maintenance.file_sizes(obj.db_path)
     with obj.writing() as conn:
-        done = maintenance.purge(
-            conn, now=obj.now(), older_than=older_than, include_unsent=everything
-        )
+        erased = consent.erase_unsent(conn) if everything else None
+        done = maintenance.purge(conn, now=obj.now(), older_than=older_than)
+        if erased is not None:
+            done = dataclasses.replace(
+                done, unsent=erased.discarded, event_rows=done.event_rows + erased.rows
+            )
         maintenance.checkpoint(conn, "TRUNCATE")
     after = maintenance.file_sizes(obj.db_path)
     click.echo(_removal(done, would=False))
@@ -139,19 +145,16 @@ def _effect(before: Decision, after: Decision, enabled: bool) -> list[str]:
 
 
 def _switch(obj: CliContext, enabled: bool) -> None:
-    env = Environment.read()
-    # The two calls Telemetry.set_enabled makes, on the command's own connection so
-    # that a locked or broken outbox fails here with the CLI's busy timeout.
+    cfg = obj.config()
     with obj.writing() as conn:
-        before = env.decide(store.org_enabled(conn))
-        discarded = store.set_org_enabled(conn, enabled, now=obj.now())
-        if not enabled:
-            maintenance.delete_covered_events(conn)
-        after = env.decide(store.org_enabled(conn))
+        before = cfg.decision(store.org_enabled(conn))
+        switched = consent.switch(conn, enabled, now=obj.now())
+        after = cfg.decision(store.org_enabled(conn))
     click.echo(f"organisation setting: {'on' if enabled else 'off'} (stored in {obj.db_path})")
     for line in _effect(before, after, enabled):
         click.echo(line)
     if not enabled:
+        discarded = switched.discarded
         if discarded.events or discarded.heartbeats:
             click.echo(
                 f"deleted unsent data: {plural(discarded.events, 'event')} and "
@@ -160,6 +163,11 @@ def _switch(obj: CliContext, enabled: bool) -> None:
             )
         else:
             click.echo("there was no unsent data to delete")
+        if not switched.wiped:
+            click.echo(
+                "another process is reading the outbox, so its -wal file still holds old "
+                "pages; the worker empties it at its next cycle"
+            )
 
 
 @click.command()
@@ -223,12 +231,12 @@ def track(obj: CliContext, kind: Any, name: str, count: int) -> None:
     \b
         outbox track command users.import --count 3
     """
-    env = Environment.read()
+    cfg = obj.config()
     org = None
-    if not env.locked_off:
+    if not cfg.locked_off:
         with obj.reading() as conn:
             org = None if conn is None else store.org_enabled(conn)
-    decision = env.decide(org)
+    decision = cfg.decision(org)
     if not decision.collecting:
         hint = "" if decision.locked else "; `outbox enable` turns it on"
         raise click.ClickException(f"telemetry is off ({decision.reason}): nothing stored{hint}")

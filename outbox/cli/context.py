@@ -23,17 +23,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from outbox import db
+from outbox.config import Config
 from outbox.errors import OutboxError, OutboxMissing, SettingsError, translate
-from outbox.settings import (
-    DEFAULT_ENDPOINT,
-    Decision,
-    EnvChoice,
-    Settings,
-    decide,
-    parse_do_not_track,
-    parse_enabled,
-    validate_endpoint,
-)
 
 if TYPE_CHECKING:  # httpx is imported by `forget` only: the other commands start faster
     import httpx
@@ -60,6 +51,11 @@ class CliContext:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def config(self, *, endpoint: str | None = None) -> Config:
+        """The environment as the library and the worker read it (``os.environ``, which
+        ``CliRunner.invoke(env=...)`` sets), with ``--db`` and ``--endpoint`` applied."""
+        return Config.from_env(os.environ, db_path=self.db_path, endpoint=endpoint)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection | None]:
@@ -128,61 +124,3 @@ class OutboxGroup(click.Group):
             raise click.ClickException(str(translate(e, where))) from e
         except OSError as e:
             raise click.ClickException(f"{e.filename or 'outbox'}: {e.strerror or e}") from e
-
-
-# -- the environment, read the way the library reads it -----------------------------
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The telemetry variables as the CLI sees them; a bad value is kept as a problem."""
-
-    choice: EnvChoice
-    do_not_track: bool
-    problem: str | None  # HELIOS_TELEMETRY_ENABLED not understood
-
-    @classmethod
-    def read(cls) -> Environment:
-        """From ``os.environ`` (which ``CliRunner.invoke(env=...)`` sets in tests)."""
-        choice: EnvChoice
-        try:
-            choice, problem = parse_enabled(os.environ.get("HELIOS_TELEMETRY_ENABLED")), None
-        except SettingsError as e:
-            choice, problem = "false", str(e)
-        return cls(choice, parse_do_not_track(os.environ.get("DO_NOT_TRACK")), problem)
-
-    @property
-    def locked_off(self) -> bool:
-        return self.do_not_track or self.choice == "false" or self.problem is not None
-
-    def decide(self, org: bool | None) -> Decision:
-        """The effective state; a bad ``HELIOS_TELEMETRY_ENABLED`` keeps telemetry off,
-        as it does for track calls."""
-        if self.problem is not None and not self.do_not_track:
-            return Decision(
-                "off",
-                "HELIOS_TELEMETRY_ENABLED",
-                True,
-                "HELIOS_TELEMETRY_ENABLED has a value that is not understood: off",
-            )
-        return decide(self.choice, self.do_not_track, org)
-
-
-def configured_endpoint(option: str | None = None) -> str:
-    """``--endpoint``, else ``HELIOS_TELEMETRY_ENDPOINT``, else the default; validated."""
-    if option is None:
-        return validate_endpoint(os.environ.get("HELIOS_TELEMETRY_ENDPOINT") or DEFAULT_ENDPOINT)
-    try:
-        return validate_endpoint(option)
-    except SettingsError as e:  # name the option the user typed, not the variable
-        raise SettingsError(str(e).replace("HELIOS_TELEMETRY_ENDPOINT=", "--endpoint ", 1)) from e
-
-
-def app_settings() -> Settings:
-    """``HELIOS_VERSION`` and ``HELIOS_EDITION`` as the worker reads them.
-
-    The endpoint and the on/off variables do not shape a payload, so a bad value
-    there does not stop ``preview`` (``status`` reports it).
-    """
-    unrelated = {"HELIOS_TELEMETRY_ENDPOINT", "HELIOS_TELEMETRY_ENABLED"}
-    return Settings.from_env({k: v for k, v in os.environ.items() if k not in unrelated})

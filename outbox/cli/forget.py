@@ -9,9 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from outbox import store
-from outbox.cli.context import CliContext, ConfigError, Environment, configured_endpoint
+from outbox.cli.context import CliContext, ConfigError
 from outbox.cli.fmt import clip
-from outbox.settings import package_version
+from outbox.config import ENDPOINT, package_version
+from outbox.contract import bearer
 
 if TYPE_CHECKING:
     import httpx
@@ -61,9 +62,11 @@ def forget(ctx: click.Context, endpoint: str | None, yes: bool) -> None:
         outbox forget --yes
     """
     obj: CliContext = ctx.obj
-    heartbeat_url = configured_endpoint(endpoint)
+    cfg = obj.config(endpoint=endpoint).require(ENDPOINT, "--endpoint")
+    heartbeat_url = cfg.endpoint
     with obj.reading() as conn:
         instance = None if conn is None else store.existing_instance_id(conn)
+        secret = None if conn is None else store.existing_secret(conn)
         org = None if conn is None else store.org_enabled(conn)
     if instance is None:
         click.echo(
@@ -87,7 +90,8 @@ def forget(ctx: click.Context, endpoint: str | None, yes: bool) -> None:
         with httpx.Client(
             transport=obj.transport,
             timeout=TIMEOUT,
-            headers={"User-Agent": f"helios-telemetry/{package_version()}"},
+            headers={"User-Agent": f"helios-telemetry/{package_version()}"}
+            | ({} if secret is None else {"Authorization": bearer(secret)}),
         ) as client:
             response = client.delete(url)
     except httpx.HTTPError as e:
@@ -98,6 +102,12 @@ def forget(ctx: click.Context, endpoint: str | None, yes: bool) -> None:
     code = response.status_code
     if code == 404:
         click.echo(f"the service has no data for this instance (HTTP 404 from {url})")
+    elif code == 401:
+        raise click.ClickException(
+            f"the service refused (HTTP 401 from {url}): it knows instance {instance} by "
+            "another credential than the secret of this outbox; only the outbox that sent "
+            "its heartbeats can ask for its deletion"
+        )
     elif 200 <= code < 300:
         click.echo(f"the service deleted the data of instance {instance} (HTTP {code})")
         click.echo(f"its answer: {_answer(response)}")
@@ -105,7 +115,7 @@ def forget(ctx: click.Context, endpoint: str | None, yes: bool) -> None:
         raise click.ClickException(
             f"the service did not delete anything: HTTP {code} from {url}: {_answer(response)}"
         )
-    if Environment.read().decide(org).sending:
+    if cfg.decision(org).sending:
         click.echo(
             "telemetry is still on: the next heartbeat sends new counts under the same "
             "instance id; `outbox disable` stops it"

@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from outbox import heartbeats, maintenance, store
-from outbox.cli.context import CliContext, Environment, app_settings, configured_endpoint
+from outbox import db, health, heartbeats, maintenance, store
+from outbox.cli.context import CliContext
 from outbox.cli.fmt import MODES, human_bytes, plural, short_id, when, wrap_value
-from outbox.db import get_meta
-from outbox.errors import SettingsError
-from outbox.payload import iso_utc
+from outbox.config import ENDPOINT, Config
+from outbox.contract import iso_utc
+from outbox.store import Meta
 
 LABEL = 15
 
@@ -56,24 +56,14 @@ def _unix(iso: str) -> int | None:
         return None
 
 
-def gather(obj: CliContext, conn: sqlite3.Connection | None, env: Environment) -> dict[str, Any]:
+def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dict[str, Any]:
     """The ``status --json`` document (documented in the README, section ``cli``)."""
     now = obj.now()
-    problems: list[str] = []
-    if env.problem is not None:
-        problems.append(env.problem)
-    try:
-        endpoint: str | None = configured_endpoint()
-    except SettingsError as e:
-        endpoint = None
-        problems.append(str(e))
-    try:
-        app_settings()
-    except SettingsError as e:
-        problems.append(str(e))
+    problems = [p.message for p in cfg.problems]
+    endpoint: str | None = None if cfg.problem(ENDPOINT) else cfg.endpoint
 
     org = store.org_enabled(conn) if conn is not None else None
-    decision = env.decide(org)
+    decision = cfg.decision(org)
     sizes = maintenance.file_sizes(obj.db_path)
     report: dict[str, Any] = {
         "mode": decision.mode,
@@ -101,10 +91,19 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, env: Environment) -
         "endpoint": {"url": endpoint, "retired": False},
         "dropped": {"pending": {}, "total": {}},
         "worker": None,
+        "worker_health": None,
+        "writers": None,
+        "files_open_to_others": [],
         "problems": problems,
     }
     if conn is None:
         return report
+    for path, mode in db.open_to_others(obj.db_path):
+        report["files_open_to_others"].append({"path": str(path), "mode": f"{mode:04o}"})
+        problems.append(
+            f"{path} is readable or writable by other users (mode {mode:04o}); "
+            f"make it private: chmod 600 {path}"
+        )
 
     counters = store.pending_counters(conn)
     report["instance_id"] = store.existing_instance_id(conn)
@@ -132,12 +131,12 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, env: Environment) -
             "receipt": None if settled.receipt is None else json.loads(settled.receipt),
             "last_error": settled.last_error,
         }
-    report["next_due_at"] = _iso_meta(get_meta(conn, "next_due_at"))
+    report["next_due_at"] = _iso_meta(store.get(conn, Meta.NEXT_DUE_AT))
     if inflight is not None and inflight.last_error:
         report["last_error"] = inflight.last_error
     elif settled is not None and settled.last_error:
         report["last_error"] = settled.last_error
-    retired = get_meta(conn, "retired_endpoint")
+    retired = store.get(conn, Meta.RETIRED_ENDPOINT)
     report["endpoint"]["retired"] = retired is not None and str(retired) == endpoint
     dropped = store.drops(conn)
     report["dropped"] = {"pending": dropped.pending, "total": dropped.total}
@@ -150,6 +149,13 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, env: Environment) -
             "expires_at": iso_utc(lease.expires_at),
             "holds_lease": lease.held(now),
         }
+    state = health.read(conn, now=now, decision=decision, edition=cfg.edition)
+    report["worker_health"] = state.as_json()
+    report["writers"] = store.get_json(conn, Meta.WRITERS)
+    if state.message is not None:
+        problems.append(state.message)
+    if state.held_back is not None and not decision.sending:
+        problems.append(str(state.held_back.get("message", "")))
     return report
 
 
@@ -289,9 +295,9 @@ def status(obj: CliContext, as_json: bool) -> None:
     \b
         outbox status --json | jq .pending
     """
-    env = Environment.read()
+    cfg = obj.config()
     with obj.reading() as conn:
-        report = gather(obj, conn, env)
+        report = gather(obj, conn, cfg)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

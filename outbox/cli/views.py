@@ -9,12 +9,10 @@ import click
 
 from outbox import heartbeats as hb
 from outbox import store
-from outbox.cli.context import CliContext, Environment, app_settings
+from outbox.cli.context import CliContext
 from outbox.cli.fmt import WIDTH, clip, period, plural, short_id, stamp, table
-from outbox.names import KINDS, Kind
-from outbox.payload import encode, iso_utc
-
-STATUSES = ("pending", "sent", "rejected", "local")
+from outbox.config import EDITION
+from outbox.contract import KINDS, STATUSES, Kind, encode, iso_utc
 
 
 def _nothing_yet(obj: CliContext) -> str:
@@ -97,16 +95,14 @@ def preview(obj: CliContext, compact: bool) -> None:
     \b
         outbox preview --compact | wc -c
     """
-    settings = app_settings()
+    cfg = obj.config().require(EDITION)  # the endpoint and the switch do not shape a payload
     with obj.reading() as conn:
         if conn is None:
             click.echo(_nothing_yet(obj) + "; nothing would be sent", err=True)
             return
-        payload = hb.preview(
-            conn, now=obj.now(), version=settings.version, edition=settings.edition
-        )
+        payload = hb.preview(conn, now=obj.now(), version=cfg.version, edition=cfg.edition)
         waiting = hb.pending(conn)
-        decision = Environment.read().decide(store.org_enabled(conn))
+        decision = cfg.decision(store.org_enabled(conn))
     click.echo(encode(payload).decode("ascii") if compact else json.dumps(payload, indent=2))
     if waiting is not None:
         click.echo(

@@ -15,9 +15,9 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Final, ParamSpec, TypeVar, cast
 
+from outbox.client import Telemetry
+from outbox.contract import is_valid_name
 from outbox.errors import OutboxError
-from outbox.names import is_valid_name
-from outbox.telemetry import Telemetry
 
 P = ParamSpec("P")
 R = TypeVar("R")

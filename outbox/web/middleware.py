@@ -17,8 +17,8 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from outbox.client import Telemetry
 from outbox.names import api_name
-from outbox.telemetry import Telemetry
 
 log = logging.getLogger("outbox.web")
 

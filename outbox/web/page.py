@@ -12,7 +12,7 @@ from html import escape
 from typing import Final
 
 from outbox import disclosure
-from outbox.settings import Decision
+from outbox.config import Decision
 from outbox.web.view import BADGE_TEXT, TOGGLE_LABEL, Links, headline, lock_message
 
 #: Sent with the privacy page: only this site's own scripts, styles and requests.

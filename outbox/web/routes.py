@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from outbox.client import Telemetry
+from outbox.config import Decision
 from outbox.errors import OutboxError
-from outbox.settings import Decision
-from outbox.telemetry import Telemetry
 from outbox.web import validation
 from outbox.web.authorize import Authorize, same_origin
 from outbox.web.help import help_html, help_json

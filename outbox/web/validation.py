@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from outbox.names import is_valid_name
+from outbox.contract import is_valid_name
 
 #: Largest UI-action body accepted, in bytes (checked on Content-Length and while reading).
 MAX_BODY_BYTES: Final = 8 * 1024

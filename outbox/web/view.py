@@ -11,7 +11,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from outbox import disclosure
-from outbox.settings import Decision
+from outbox.config import Decision
 from outbox.store import Discarded
 
 DEFAULT_PRIVACY_POLICY_URL: Final = "https://helios.gridworx.io/privacy"

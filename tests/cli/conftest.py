@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from outbox import Telemetry, db, heartbeats
+from outbox import Telemetry, db, heartbeats, store
 from outbox.cli import CliContext, cli
 from outbox.heartbeats import Heartbeat
+from outbox.store import Meta
 from tests.helpers import FakeClock
 
 #: Fixed heartbeat ids, so that outputs can be compared exactly.
@@ -129,7 +130,7 @@ class Outbox:
 
     def set_meta(self, key: str, value: object) -> None:
         with self.conn() as c:
-            db.set_meta(c, key, value)
+            store.put(c, Meta(key), value)
 
     def lease(self, pid: int, *, acquired_at: int, expires_at: int) -> None:
         with self.conn() as c:

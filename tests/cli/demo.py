@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from outbox import Telemetry, db, heartbeats, store
-from outbox.names import Kind
+from outbox import Telemetry, consent, db, heartbeats, store
+from outbox.contract import Kind
+from outbox.store import Meta
 
 INSTANCE = "5d0c6b0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
 FIRST = "0b4f6c1e-8c1d-4e4f-9a51-2d3c4b5a6f70"
@@ -71,7 +72,7 @@ def build(path: Path, now: float) -> None:
     )
     conn = db.connect(path)
     try:
-        store.set_org_enabled(conn, True, now=noon - 86400)
+        consent.switch(conn, True, now=noon - 86400)
         assert t.instance_id == INSTANCE
         for kind, name, count in DAY1:
             t.track(kind, name, count)
@@ -92,7 +93,8 @@ def build(path: Path, now: float) -> None:
         clock[0] = noon + 3600
         for kind, name, count in PENDING:
             t.track(kind, name, count)
-        db.set_meta(conn, "next_due_at", noon + 86400 + 300)
+        store.put(conn, Meta.NEXT_DUE_AT, noon + 86400 + 300)
+        store.put(conn, Meta.WORKER_SEEN_AT, noon + 3600)
         conn.execute(
             "INSERT OR REPLACE INTO worker_lease (id, owner, pid, acquired_at, expires_at) "
             "VALUES (1, 'helios-1:4242:demo', 4242, ?, ?)",

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from outbox.cli import CliContext, cli
-from outbox.settings import package_version
+from outbox.config import package_version
 from tests.cli import demo
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from outbox.settings import package_version
+from outbox.config import package_version
 from tests.cli import scenes
 from tests.cli.conftest import INSTANCE
 
@@ -158,7 +158,7 @@ def test_still_on_is_pointed_out(run, known, receiver):
     [
         (
             "http://collector.example/api/instances/heartbeat",
-            "Error: --endpoint 'http://collector.example/api/instances/heartbeat' is "
+            "Error: --endpoint http://collector.example/api/instances/heartbeat is "
             "plain http; only https:// is accepted",
         ),
         ("heartbeat", "is not an http(s) URL"),

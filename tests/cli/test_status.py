@@ -9,8 +9,8 @@ import pytest
 
 from outbox import heartbeats
 from outbox.cli.fmt import human_bytes
+from outbox.config import DEFAULT_ENDPOINT
 from outbox.maintenance import file_sizes
-from outbox.settings import DEFAULT_ENDPOINT
 from tests.cli import scenes
 from tests.cli.conftest import HB, INSTANCE
 from tests.helpers import T0
@@ -118,6 +118,15 @@ def test_json_document(run, outbox, clock):
             "expires_at": "2026-11-25T11:16:00Z",
             "holds_lease": True,
         },
+        "worker_health": {
+            "last_seen_at": "2026-11-25T11:11:00Z",  # the lease is held: a worker runs now
+            "last_export_at": None,
+            "missing": False,
+            "message": None,
+            "held_back": None,
+        },
+        "writers": {"mode": "on", "source": "HELIOS_TELEMETRY_ENABLED", "at": T0},
+        "files_open_to_others": [],
         "problems": [],
     }
 
@@ -173,7 +182,7 @@ def test_what_decided_the_state(run, conn, env, org, mode, source, locked, decid
     if org is not None:
         from outbox import store
 
-        store.set_org_enabled(conn, org, now=T0)
+        store.put_org_enabled(conn, org, now=T0)
     doc = json.loads(run("status", "--json", env=env).stdout)
     assert (doc["mode"], doc["decided_by"]["source"], doc["decided_by"]["locked"]) == (
         mode,
@@ -208,8 +217,8 @@ def test_bad_variables_are_reported_not_fatal(run, outbox):
     doc = json.loads(r.stdout)
     assert (doc["mode"], doc["decided_by"]["locked"], doc["endpoint"]["url"]) == ("off", True, None)
     assert doc["problems"] == [
-        "HELIOS_TELEMETRY_ENABLED='maybe' is not understood; use true, false or local "
-        "(or leave it unset: telemetry stays off)",
+        "HELIOS_TELEMETRY_ENABLED='maybe' is not understood, so telemetry is off; use true, "
+        "false or local (or unset it)",
         "HELIOS_TELEMETRY_ENDPOINT='http://example.com/x' is plain http; only https:// is "
         "accepted, except for loopback addresses (127.0.0.1, ::1, localhost)",
         "HELIOS_EDITION='pro' is not understood; use community (daily heartbeat) or licensed "
@@ -218,6 +227,7 @@ def test_bad_variables_are_reported_not_fatal(run, outbox):
     text = run("status", env=env).output
     assert field(text, "endpoint") == "not usable (see the problem below)"
     assert field(text, "problem") == doc["problems"][0]
+    assert doc["decided_by"]["reason"] == doc["problems"][0]  # one sentence, everywhere
 
 
 def test_retired_endpoint_only_while_it_is_the_configured_one(run, outbox):

@@ -52,7 +52,8 @@ def test_organisation_on_is_enough(run, db_path):
         ({"HELIOS_TELEMETRY_ENABLED": "off"}, "enable", "telemetry is off (HELIOS_TELEMETRY_"
          "ENABLED is false in the environment): nothing stored"),
         ({"HELIOS_TELEMETRY_ENABLED": "perhaps"}, "enable", "telemetry is off (HELIOS_TELEMETRY_"
-         "ENABLED has a value that is not understood: off): nothing stored"),
+         "ENABLED='perhaps' is not understood, so telemetry is off; use true, false or local (or "
+         "unset it)): nothing stored"),
     ],
 )  # fmt: skip
 def test_off_fails_loudly_and_stores_nothing(run, db_path, env, setup, message):

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from outbox.names import KINDS, PAYLOAD_KEYS
-from outbox.payload import Aggregate, build_payload, encode
+from outbox.contract import KINDS, PAYLOAD_KEYS, encode
+from outbox.payload import Aggregate, build_payload
 
 IID = "5d0c0000-0000-4000-8000-000000000001"
 IID2 = "5d0c0000-0000-4000-8000-000000000002"

@@ -13,7 +13,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from outbox import Telemetry, api_name, db, heartbeats
+from outbox import Telemetry, db, heartbeats
+from outbox.names import api_name
 from tests.collector.conftest import Collector
 from tests.helpers import FakeClock, totals
 

@@ -15,7 +15,7 @@ from collector import Storage, create_app
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
 from collector.server import serve_in_thread
 from collector.validate import Limits
-from outbox.payload import sha256_hex
+from outbox.contract import sha256_hex
 from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, IID, IID2, MIX, body, dumps, payload, totals
 from tests.helpers import FakeClock

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from collector.errors import PayloadError
 from collector.validate import Limits, check_idempotency_key, parse
-from outbox.names import is_valid_name
-from outbox.payload import Aggregate, build_payload, encode, sha256_hex
+from outbox.contract import encode, is_valid_name, sha256_hex
+from outbox.payload import Aggregate, build_payload
 from tests.collector.payloads import DAY, IID, MIX, body, dumps, payload
 
 Doc = dict[str, Any]

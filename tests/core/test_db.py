@@ -23,7 +23,7 @@ def test_new_outbox_pragmas_and_tables(db_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.OUTBOX_SCHEMA_VERSION
         assert (
             conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.WAL_AUTOCHECKPOINT_PAGES
         )
@@ -94,7 +94,7 @@ def test_reopening_is_idempotent_and_writes_nothing(db_path: Path) -> None:
 
 def test_a_newer_outbox_is_refused_with_the_fix(db_path: Path) -> None:
     conn = db.connect(db_path)
-    conn.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version = {db.OUTBOX_SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(SchemaMismatch, match="newer helios-telemetry.*upgrade helios-telemetry"):
         db.connect(db_path)
@@ -102,7 +102,7 @@ def test_a_newer_outbox_is_refused_with_the_fix(db_path: Path) -> None:
 
 def test_forward_migrations_run_in_order(db_path: Path, monkeypatch) -> None:
     db.connect(db_path).close()
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(db, "OUTBOX_SCHEMA_VERSION", 3)
     monkeypatch.setattr(
         db,
         "MIGRATIONS",
@@ -138,7 +138,7 @@ def test_garbage_and_foreign_databases_are_reported_as_corrupt(tmp_path: Path) -
         db.connect(foreign)
 
 
-def test_split_statements_keeps_triggers_whole() -> None:
+def test_scripts_run_statement_by_statement_in_one_transaction(conn: sqlite3.Connection) -> None:
     script = """
     -- a comment
     CREATE TABLE a (x);
@@ -146,11 +146,14 @@ def test_split_statements_keeps_triggers_whole() -> None:
         INSERT INTO a VALUES (1);
         INSERT INTO a VALUES (2);
     END;
+    INSERT INTO a VALUES (0);
     """
-    parts = db.split_statements(script)
-    assert len(parts) == 2 and parts[1].startswith("CREATE TRIGGER") and parts[1].endswith("END;")
+    with db.transaction(conn):
+        db._run_script(conn, script)
+        assert conn.in_transaction  # nothing committed behind our back
+    assert sorted(x for (x,) in conn.execute("SELECT x FROM a")) == [0, 1, 2]
     with pytest.raises(ValueError, match="incomplete"):
-        db.split_statements("CREATE TABLE b (x)")
+        db._run_script(conn, "CREATE TABLE b (x)")
 
 
 def test_schema_is_read_from_the_top_level_file() -> None:

@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from outbox import db, heartbeats, maintenance, store
-from outbox.payload import encode
+from outbox import consent, heartbeats, maintenance, store
+from outbox.contract import encode
+from outbox.store import Meta
 from tests.helpers import T0
 
 
@@ -247,19 +248,34 @@ def test_purge_older_than_only_takes_old_history(make_telemetry, conn) -> None:
     assert [h.id for h in heartbeats.history(conn)] == ["b"]
 
 
-def test_purge_all_also_removes_unsent_data_and_reclaims_bytes(make_telemetry, conn) -> None:
+def test_purge_never_touches_unsent_data(make_telemetry, conn) -> None:
+    t = make_telemetry()
+    for _ in range(200):
+        t.track_api_call("users.list")
+    seal(conn, "a")
+    for _ in range(100):
+        t.track_ui_action("bulk_edit")
+    assert maintenance.unsent(conn) == store.Discarded(100, 1)
+    result = maintenance.purge(conn, now=T0, chunk=50)
+    assert (result.heartbeats, result.event_rows) == (0, 0)
+    assert maintenance.unsent(conn) == store.Discarded(100, 1)
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 300
+
+
+def test_erase_then_purge_removes_everything_and_reclaims_bytes(make_telemetry, conn) -> None:
     t = make_telemetry()
     for _ in range(20_000):
         t.track_api_call("users.list")
     seal(conn, "a")
     for _ in range(100):
         t.track_ui_action("bulk_edit")
-    result = maintenance.purge(conn, now=T0, include_unsent=True, chunk=5000)
-    assert (result.unsent.events, result.unsent.heartbeats) == (100, 1)
-    assert result.heartbeats == 0 and result.event_rows == 20_100
-    assert result.bytes_reclaimed > 100 * 4096  # 20k rows of ~30 bytes: well over 100 pages
-    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    erased = consent.erase_unsent(conn)
+    assert (erased.discarded.events, erased.discarded.heartbeats, erased.wiped) == (100, 1, True)
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert pages - conn.execute("PRAGMA page_count").fetchone()[0] > 100  # 20k rows given back
+    assert maintenance.purge(conn, now=T0).event_rows == 0
 
 
 def test_covered_events_are_deleted_in_chunks(make_telemetry, conn) -> None:
@@ -297,4 +313,4 @@ def test_checkpoint_and_file_sizes(make_telemetry, conn, db_path) -> None:
     assert maintenance.file_sizes(db_path).wal == 0
     with pytest.raises(ValueError):
         maintenance.checkpoint(conn, "NOW")
-    assert db.get_meta(conn, "missing", "dflt") == "dflt"
+    assert store.get(conn, Meta.RECOVERED_AT, "dflt") == "dflt"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from outbox import Telemetry, api_name, is_valid_name
-from outbox.names import MAX_NAME_LENGTH
+from outbox import Telemetry, is_valid_name
+from outbox.contract import MAX_NAME_LENGTH
+from outbox.names import api_name
 from tests.helpers import totals
 
 VALID = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from outbox.payload import Aggregate, build_payload, cap_names, day_of, encode, iso_utc, sha256_hex
+from outbox.contract import day_of, encode, iso_utc, sha256_hex
+from outbox.payload import Aggregate, build_payload, cap_names
 from tests.helpers import T0
 
 ROWS = [

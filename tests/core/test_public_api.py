@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import outbox
 from outbox import Telemetry
 from tests.helpers import child_env
@@ -16,11 +18,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_all_is_sorted_and_complete() -> None:
     assert outbox.__all__ == sorted(outbox.__all__)
-    public = {
+    assert all(hasattr(outbox, n) for n in outbox.__all__)
+    # Everything listed is resolvable, and nothing else is (besides the submodules).
+    with pytest.raises(AttributeError):
+        outbox.api_name  # noqa: B018  # names are made from route templates now
+    loaded = {
         n for n, v in vars(outbox).items() if not n.startswith("_") and not inspect.ismodule(v)
     }
-    assert public | {"__version__"} == set(outbox.__all__)
-    assert all(hasattr(outbox, n) for n in outbox.__all__)
+    assert loaded - {"annotations", "Any", "TYPE_CHECKING"} <= set(outbox.__all__)
+
+
+def test_the_contract_loads_nothing_else_of_the_package() -> None:
+    code = (
+        "import sys, outbox.contract, collector.validate; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'outbox'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "['outbox', 'outbox.contract']"
+    assert "register_at_fork" not in (ROOT / "outbox" / "__init__.py").read_text()
 
 
 def test_importing_and_tracking_disabled_touches_no_file(tmp_path: Path) -> None:

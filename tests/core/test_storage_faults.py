@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, db, store
-from outbox.telemetry import FILE_CHECK_EVERY, REOPEN_AFTER
+from outbox.client import FILE_CHECK_EVERY, REOPEN_AFTER
 from tests.helpers import FakeClock, totals
 
 
@@ -174,7 +174,7 @@ def test_unusable_path_never_raises(bad: str, monkeypatch, tmp_path) -> None:
 
 
 def test_over_the_size_cap_new_events_are_counted_not_stored(make_telemetry, db_path) -> None:
-    from outbox.telemetry import SIZE_CHECK_EVERY
+    from outbox.client import SIZE_CHECK_EVERY
 
     t: Telemetry = make_telemetry(max_bytes=64 * 1024)
     results = [t.track_api_call("users.list") for _ in range(SIZE_CHECK_EVERY + 100)]

@@ -29,6 +29,7 @@ from typing import Any
 from collector import Storage, create_app
 from collector.server import Running, start_in_thread
 from outbox import db, heartbeats, store
+from outbox.store import Meta
 from tests.helpers import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,7 +183,7 @@ class Outbox:
                     ).fetchone()[0]
                 ),
                 statuses=dict(statuses),
-                last_sequence=db.get_meta_int(conn, "last_sequence"),
+                last_sequence=store.get_int(conn, Meta.LAST_SEQUENCE),
                 sent_ids={h.id for h in heartbeats.history(conn, status="sent")},
             )
         finally:

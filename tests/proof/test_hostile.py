@@ -36,7 +36,8 @@ from collector.server import serve_in_thread
 from examples.host_app import UI_ACTIONS
 from examples.host_app import create_app as host_app
 from outbox import Telemetry, heartbeats, store
-from outbox.names import api_name, is_valid_name
+from outbox.contract import is_valid_name
+from outbox.names import api_name
 from outbox.web import validation
 from tests.collector.payloads import payload
 from tests.helpers import FakeClock, totals

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from outbox import Telemetry, heartbeats, maintenance
-from outbox.payload import iso_utc
+from outbox.contract import iso_utc
 from tests.helpers import FakeClock
 from tests.proof.support import LiveCollector, record, usage
 from worker.loop import Config, Summary, Worker

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, heartbeats, store
-from outbox.db import get_meta
+from outbox.store import Meta
+from outbox.store import get as get_meta
 from tests.helpers import FakeClock
 from tests.proof.support import (
     LiveCollector,
@@ -347,7 +348,7 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
     try:
         w.tick(clock.now, force=True)  # the first heartbeat, acknowledged
         assert w.run() == 0
-        assert get_meta(w.conn, "recovered_from") is not None
+        assert get_meta(w.conn, Meta.RECOVERED_FROM) is not None
         assert t.unstored == {}
         assert w.tick(clock.now, force=True).pending is None
     finally:

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from outbox import Telemetry
-from outbox.names import Kind
+from outbox.contract import Kind
 
 #: The known mix: valid names per kind (DESIGN.md section 4 rules).
 NAMES: dict[Kind, tuple[str, ...]] = {

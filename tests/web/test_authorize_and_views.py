@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from outbox.settings import decide
+from outbox.config import decide
 from outbox.store import Discarded
 from outbox.web import BADGE_TEXT, Links, badge_html, html_attributes, same_origin
 from outbox.web.view import discarded_message, lock_message

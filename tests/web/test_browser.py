@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from collector import Storage, create_app
 from collector.server import serve_in_thread
 from outbox import Telemetry
-from outbox.names import PAYLOAD_KEYS
+from outbox.contract import PAYLOAD_KEYS
 from outbox.web import BADGE_TEXT, TOGGLE_LABEL
 from tests.helpers import child_env
 from tests.web.conftest import drops, serve, stored

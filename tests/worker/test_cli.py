@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, db, heartbeats, store
+from outbox.store import Meta
 from tests.helpers import child_env
 from tests.receiver import Receiver, Scripted
 from worker.__main__ import cli
@@ -121,7 +122,7 @@ def test_once_reports_a_retired_endpoint(
     assert r.returncode == 1 and len(receiver.posts()) == 1
     conn = db.connect(db_path)
     try:
-        assert db.get_meta(conn, "retired_endpoint") == receiver.url
+        assert store.get(conn, Meta.RETIRED_ENDPOINT) == receiver.url
     finally:
         conn.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, db, heartbeats, store
+from outbox.contract import DROP_REASONS
 from tests.helpers import FakeClock, child_env, totals
 from tests.receiver import Receiver, Scripted
 from worker.loop import Worker
@@ -71,7 +72,7 @@ def test_once_while_off_opens_no_socket_and_deletes_unsent_data(
     conn = db.connect(db_path)
     try:
         assert heartbeats.pending(conn) is None and store.pending_counters(conn) == []
-        assert store.drops(conn).pending == {r: 0 for r in store.DROP_REASONS}
+        assert store.drops(conn).pending == {r: 0 for r in DROP_REASONS}
     finally:
         conn.close()
 

@@ -12,7 +12,8 @@ import pytest
 from freezegun import freeze_time
 
 from outbox import Telemetry, heartbeats, store
-from outbox.db import get_meta
+from outbox.store import Meta
+from outbox.store import get as get_meta
 from tests.helpers import T0, FakeClock, totals
 from tests.receiver import Receiver, Scripted
 from worker.loop import STEPS, Worker
@@ -30,7 +31,7 @@ def track(t: Telemetry, n: int = 3) -> None:
 
 
 def meta(conn: sqlite3.Connection, key: str) -> object:
-    return get_meta(conn, key)
+    return get_meta(conn, Meta(key))
 
 
 def test_first_heartbeat_five_minutes_after_start_then_counters_reset(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from outbox import Telemetry, heartbeats
-from outbox.payload import iso_utc
+from outbox.contract import iso_utc
 from tests.helpers import T0, FakeClock
 from tests.receiver import Receiver
 from worker.loop import Worker

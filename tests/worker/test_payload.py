@@ -8,7 +8,8 @@ from collections.abc import Callable
 from datetime import date
 
 from outbox import heartbeats
-from outbox.payload import Aggregate, build_payload, encode
+from outbox.contract import encode
+from outbox.payload import Aggregate, build_payload
 from tests.helpers import T0, FakeClock
 from worker.loop import Worker
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from outbox import db, store
-from outbox.db import get_meta
+from outbox import consent, db, store
+from outbox.store import Meta
+from outbox.store import get as get_meta
 from tests.helpers import T0, FakeClock, child_env
 from tests.receiver import Receiver
 from worker.loop import Worker
@@ -26,7 +27,7 @@ def damaged_outbox(path: Path) -> str:
     """A real outbox whose event pages are overwritten: meta and settings stay readable."""
     c = db.connect(path)
     iid = store.instance_id(c)
-    store.set_org_enabled(c, False, now=T0 - 60)
+    consent.switch(c, False, now=T0 - 60)
     c.execute("INSERT INTO meta (key, value) VALUES ('last_sequence', 41)")
     c.executemany(
         "INSERT INTO events (kind, name, count, at) VALUES ('api', 'users.list', 1, ?)",
@@ -44,7 +45,7 @@ def test_a_healthy_outbox_passes(db_path: Path) -> None:
     conn, recovered = open_outbox(db_path, now=T0)
     try:
         assert recovered is None and quick_check(conn) is None
-        assert get_meta(conn, "recovered_from") is None
+        assert get_meta(conn, Meta.RECOVERED_FROM) is None
     finally:
         conn.close()
 
@@ -59,8 +60,8 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_counted(
     w = make_worker(env_enabled="local")
     aside = db_path.with_name(f"telemetry.db.corrupt-{STAMP}")
     assert aside.read_bytes() == b"this is not an outbox\n" * 500
-    assert get_meta(w.conn, "recovered_from") == str(aside)
-    assert get_meta(w.conn, "recovered_at") == T0
+    assert get_meta(w.conn, Meta.RECOVERED_FROM) == str(aside)
+    assert get_meta(w.conn, Meta.RECOVERED_AT) == T0
     d = store.drops(w.conn)
     assert d.pending["storage_error"] == 1 and d.total["storage_error"] == 1
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -77,7 +78,7 @@ def test_a_damaged_outbox_keeps_its_identity_and_its_opt_out(
     iid = damaged_outbox(db_path)
     w = make_worker(env_enabled="true")  # the environment says on ...
     assert store.instance_id(w.conn) == iid
-    assert get_meta(w.conn, "last_sequence") == 41
+    assert get_meta(w.conn, Meta.LAST_SEQUENCE) == 41
     assert store.org_enabled(w.conn) is False  # ... but the organisation had said no
     assert w.decision().mode == "off"
     assert db_path.with_name(f"telemetry.db.corrupt-{STAMP}").exists()
@@ -153,6 +154,6 @@ def test_an_outbox_replaced_while_the_worker_runs_is_recovered_at_the_next_cycle
     assert w.conn is not old
     [aside] = db_path.parent.glob("telemetry.db.corrupt-*")
     assert aside.read_bytes().startswith(b"not an outbox " * 1000)
-    assert get_meta(w.conn, "recovered_from") == str(aside)
+    assert get_meta(w.conn, Meta.RECOVERED_FROM) == str(aside)
     assert store.drops(w.conn).pending["storage_error"] == 1
     assert quick_check(db.connect(db_path)) is None

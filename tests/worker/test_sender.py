@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from outbox.contract import encode, sha256_hex
 from outbox.heartbeats import Heartbeat
-from outbox.payload import encode, sha256_hex
 from tests.helpers import T0
 from tests.receiver import Receiver
 from worker.retry import RetryPolicy

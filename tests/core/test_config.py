@@ -1,4 +1,4 @@
-"""Settings: the on/off rule, what decided it, and that off means nothing written."""
+"""Configuration: the on/off rule, what decided it, and that off means nothing written."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from outbox import Settings, SettingsError, Telemetry
-from outbox.settings import DEFAULT_ENDPOINT, decide, parse_enabled, validate_endpoint
+from outbox import Config, SettingsError, Telemetry
+from outbox.config import DEFAULT_ENDPOINT, Problem, check_endpoint, decide, parse_enabled
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,8 @@ from outbox.settings import DEFAULT_ENDPOINT, decide, parse_enabled, validate_en
 def test_decide_first_match_wins(env, dnt, org, mode, source, locked) -> None:
     d = decide(env, dnt, org)
     assert (d.mode, d.source, d.locked) == (mode, source, locked)
+    # Only an explicit "off" is an opt-out that deletes: never the default.
+    assert d.opt_out is (mode == "off" and source != "default")
     assert d.collecting is (mode != "off")
     assert d.sending is (mode == "on")
     assert d.reason
@@ -54,26 +56,40 @@ def test_parse_enabled(raw, parsed) -> None:
     assert parse_enabled(raw) == parsed
 
 
-def test_unknown_enabled_value_names_the_variable() -> None:
-    with pytest.raises(
-        SettingsError, match="HELIOS_TELEMETRY_ENABLED='maybe'.*true, false or local"
-    ):
-        parse_enabled("maybe")
+def test_unknown_enabled_value_is_a_problem_naming_the_variable() -> None:
+    found = parse_enabled("maybe")
+    assert isinstance(found, Problem)
+    assert found.variable == "HELIOS_TELEMETRY_ENABLED"
+    assert found.message == (
+        "HELIOS_TELEMETRY_ENABLED='maybe' is not understood, so telemetry is off; "
+        "use true, false or local (or unset it)"
+    )
 
 
-def test_settings_from_env_defaults(tmp_path: Path) -> None:
-    s = Settings.from_env({"HOME": str(tmp_path)})
-    assert s.db_path == tmp_path / ".local/share/helios/telemetry.db"
-    assert (s.enabled, s.do_not_track, s.endpoint, s.edition) == (
+def test_unknown_enabled_value_is_off_and_locked_but_no_opt_out() -> None:
+    cfg = Config.from_env({"HELIOS_TELEMETRY_ENABLED": "maybe"})
+    for org in (None, True, False):
+        d = cfg.decision(org)
+        assert (d.mode, d.source, d.locked) == ("off", "HELIOS_TELEMETRY_ENABLED", True)
+        assert d.opt_out is False  # a typo never deletes anything
+        assert d.reason == cfg.problems[0].message
+    assert cfg.locked_off and cfg.assumed == "false"
+
+
+def test_config_from_env_defaults(tmp_path: Path) -> None:
+    c = Config.from_env({"HOME": str(tmp_path)})
+    assert c.db_path == tmp_path / ".local/share/helios/telemetry.db"
+    assert (c.enabled, c.do_not_track, c.endpoint, c.edition, c.problems) == (
         None,
         False,
         DEFAULT_ENDPOINT,
         "community",
+        (),
     )
 
 
-def test_settings_from_env_reads_every_variable(tmp_path: Path) -> None:
-    s = Settings.from_env(
+def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
+    c = Config.from_env(
         {
             "HELIOS_TELEMETRY_DB": str(tmp_path / "x.db"),
             "HELIOS_TELEMETRY_ENABLED": "local",
@@ -83,7 +99,7 @@ def test_settings_from_env_reads_every_variable(tmp_path: Path) -> None:
             "HELIOS_VERSION": "1.4.2",
         }
     )
-    assert s == Settings(
+    assert c == Config(
         tmp_path / "x.db",
         "local",
         True,
@@ -91,7 +107,7 @@ def test_settings_from_env_reads_every_variable(tmp_path: Path) -> None:
         "licensed",
         "1.4.2",
     )
-    assert s.locked_off
+    assert c.locked_off
 
 
 @pytest.mark.parametrize(
@@ -103,9 +119,18 @@ def test_settings_from_env_reads_every_variable(tmp_path: Path) -> None:
         ("HELIOS_TELEMETRY_ENABLED", "sometimes", "true, false or local"),
     ],
 )
-def test_bad_settings_say_which_variable(variable, value, message) -> None:
+def test_bad_values_are_kept_as_problems_and_required_ones_raise(variable, value, message) -> None:
+    cfg = Config.from_env({variable: value})  # never raises
+    assert [p.variable for p in cfg.problems] == [variable]
     with pytest.raises(SettingsError, match=message):
-        Settings.from_env({variable: value})
+        cfg.require(variable)
+    assert cfg.require("SOMETHING_ELSE") is cfg
+
+
+def test_an_endpoint_option_is_named_as_the_option() -> None:
+    cfg = Config.from_env({}, endpoint="http://example.com/hb")
+    with pytest.raises(SettingsError, match=r"^--endpoint http://example.com/hb is plain http"):
+        cfg.require("--endpoint")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +144,7 @@ def test_bad_settings_say_which_variable(variable, value, message) -> None:
     ],
 )
 def test_endpoint_https_or_loopback(url: str) -> None:
-    assert validate_endpoint(url) == url
+    assert check_endpoint(url) == url
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``Telemetry``: the object the Helios backend calls on every relayed request.
+"""``Telemetry``, the client: what the Helios backend calls on every relayed request.
 
 A track call validates the name, appends one row and commits — one SQLite
 statement, so it is durable when the call returns. It never raises: what cannot
@@ -26,22 +26,16 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from outbox import db, maintenance, store
-from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, SettingsError, translate
-from outbox.names import MAX_COUNT, Kind, is_valid_name
-from outbox.settings import (
-    ORG_SETTING_KEY,
-    Decision,
-    EnvChoice,
-    decide,
-    default_db_path,
-    parse_do_not_track,
-    parse_enabled,
-)
+from outbox import consent, db, health, heartbeats, store
+from outbox.config import Config, Decision
+from outbox.consent import Switched
+from outbox.contract import DROP_REASONS, MAX_COUNT, DropReason, Kind, is_valid_name
+from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, translate
+from outbox.health import WorkerHealth
+from outbox.store import ADD_DROP_IF_ON, INSERT_EVENT, Meta
 
 log = logging.getLogger("outbox")
 
@@ -59,17 +53,6 @@ FILE_CHECK_EVERY: Final = 256
 #: After the outbox could not be opened (or, off by default, did not exist), wait
 #: this long before looking again: one failed open per second, not one per call.
 REOPEN_AFTER: Final = 1.0
-
-_ENABLED = (
-    f"coalesce((SELECT value FROM organization_settings WHERE key = '{ORG_SETTING_KEY}'), ?) "
-    "= 'true'"
-)
-_INSERT: Final = f"INSERT INTO events (kind, name, count, at) SELECT ?, ?, ?, ? WHERE {_ENABLED}"
-_DROP: Final = (
-    "UPDATE dropped SET pending = pending + ?1, total = total + ?1 "
-    f"WHERE reason = ?2 AND coalesce((SELECT value FROM organization_settings "
-    f"WHERE key = '{ORG_SETTING_KEY}'), ?3) = 'true'"
-)
 
 # Connections inherited through fork(): kept referenced so that the child never
 # closes (and so never checkpoints or unlinks) the parent's WAL.
@@ -100,22 +83,6 @@ def _inode(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-@dataclass(frozen=True)
-class _Config:
-    path: Path
-    env: EnvChoice
-    do_not_track: bool
-
-    @property
-    def locked_off(self) -> bool:
-        return self.do_not_track or self.env == "false"
-
-    @property
-    def default(self) -> str:
-        """What the SQL condition assumes when the organisation never chose."""
-        return "true" if self.env in ("true", "local") else "false"
 
 
 class Telemetry:
@@ -157,7 +124,7 @@ class Telemetry:
         self._max_bytes = max_bytes
         self._new_id = new_id
         self._monotonic = monotonic
-        self._cfg: _Config | None = None
+        self._cfg: Config | None = None
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -169,40 +136,33 @@ class Telemetry:
         self._full = False
         self._unstored: Counter[str] = Counter()
         self._logged: set[str] = set()
+        self._worker_warned = False
         #: The last storage or configuration problem met by a track call, or None.
         self.last_error: str | None = None
         _instances.add(self)
 
     # -- configuration ----------------------------------------------------------------
 
-    def _config(self) -> _Config:
+    def _config(self) -> Config:
         cfg = self._cfg
         if cfg is None:
-            env = os.environ if self._environ is None else self._environ
-            arg = self._enabled_arg
-            try:
-                if arg is None:
-                    choice = parse_enabled(env.get("HELIOS_TELEMETRY_ENABLED"))
-                elif arg == "local":
-                    choice = "local"
-                elif isinstance(arg, bool):
-                    choice = "true" if arg else "false"
-                else:
-                    raise SettingsError(f"enabled={arg!r}: use True, False or 'local'")
-            except SettingsError as e:
-                # A bad value never turns telemetry on: off, and said once.
-                self._note(str(e))
-                choice = "false"
-            path = self._db_path or env.get("HELIOS_TELEMETRY_DB") or default_db_path(env)
-            cfg = self._cfg = _Config(
-                Path(path).expanduser(), choice, parse_do_not_track(env.get("DO_NOT_TRACK"))
+            cfg = self._cfg = Config.from_env(
+                self._environ, db_path=self._db_path, enabled=self._enabled_arg
             )
+            problem = cfg.enabled_problem
+            if problem is not None:
+                self._note(problem.message)  # off, and said once, the same words everywhere
         return cfg
+
+    @property
+    def config(self) -> Config:
+        """The configuration this instance read (on first use) from its environment."""
+        return self._config()
 
     @property
     def db_path(self) -> Path:
         """The outbox file this instance writes to."""
-        return self._config().path
+        return self._config().db_path
 
     # -- the hot path -----------------------------------------------------------------
 
@@ -244,10 +204,11 @@ class Telemetry:
                 if conn is None:
                     return False
                 if self._full:
-                    self._write(conn, _DROP, (count, "over_capacity", cfg.default))
+                    self._write(conn, ADD_DROP_IF_ON, (count, "over_capacity", cfg.assumed))
                     stored = False
                 else:
-                    stored = self._write(conn, _INSERT, (kind, name, count, at, cfg.default)) == 1
+                    row = (kind, name, count, at, cfg.assumed)
+                    stored = self._write(conn, INSERT_EVENT, row) == 1
                 self._writes += 1
                 if self._unstored or self._writes % FILE_CHECK_EVERY == 0:
                     self._housekeeping(conn, cfg)
@@ -258,9 +219,9 @@ class Telemetry:
             self._storage_failed(e, 1)
         return False
 
-    def count_dropped(self, reason: str, n: int = 1) -> None:
+    def count_dropped(self, reason: DropReason, n: int = 1) -> None:
         """Count ``n`` things that could not be recorded (e.g. ``unknown_name``); never raises."""
-        if reason not in store.DROP_REASONS or type(n) is not int or n <= 0:
+        if reason not in DROP_REASONS or type(n) is not int or n <= 0:
             return
         try:
             cfg = self._cfg or self._config()
@@ -272,7 +233,7 @@ class Telemetry:
                 conn = self._conn or self._open(cfg)
                 if conn is None:
                     return
-                self._write(conn, _DROP, (n, reason, cfg.default))
+                self._write(conn, ADD_DROP_IF_ON, (n, reason, cfg.assumed))
         except Exception as e:  # noqa: BLE001
             self._unstored[reason] += n
             self._storage_failed(e, 0)
@@ -286,21 +247,21 @@ class Telemetry:
                 raise
         return db.retry_busy(lambda: conn.execute(sql, params).rowcount, timeout=self._busy_timeout)
 
-    def _open(self, cfg: _Config) -> sqlite3.Connection | None:
+    def _open(self, cfg: Config) -> sqlite3.Connection | None:
         """Open the outbox for track calls; None when there is nothing to do."""
         if self._monotonic() < self._retry_at:
             raise _Unavailable(self._open_error)
-        if cfg.default == "false":
+        if cfg.assumed == "false":
             # Off by default and no outbox: there cannot be an organisation "on".
             # Looked at once a second, not on every call.
             now = self._monotonic()
             if now < self._absent_until:
                 return None
-            if not cfg.path.exists():
+            if not cfg.db_path.exists():
                 self._absent_until = now + REOPEN_AFTER
                 return None
         try:
-            conn = db.connect(cfg.path, busy_timeout=self._busy_timeout)
+            conn = db.connect(cfg.db_path, busy_timeout=self._busy_timeout)
         except OutboxBusy as e:
             raise _Unavailable(str(e)) from e  # transient: try again on the next call
         except OutboxError as e:
@@ -310,18 +271,40 @@ class Telemetry:
         conn.execute("PRAGMA busy_timeout = 0")  # _write does the waiting
         self._conn = conn
         self._pid = os.getpid()
-        self._inode = _inode(cfg.path)
+        self._inode = _inode(cfg.db_path)
         self._full = self._over_size(conn)
+        self._on_open(conn, cfg)
         return conn
 
-    def _housekeeping(self, conn: sqlite3.Connection, cfg: _Config) -> None:
+    def _on_open(self, conn: sqlite3.Connection, cfg: Config) -> None:
+        """Once per opened connection: say what decided this writer's state, so that a
+        worker with another environment can show the disagreement; warn once when no
+        worker sends. Best effort: a failure here never fails the track call."""
+        try:
+            decision = cfg.decision(store.org_enabled(conn))
+            if cfg.enabled is not None and decision.collecting:
+                writers = {"mode": decision.mode, "source": decision.source}
+                stored = store.get_json(conn, Meta.WRITERS) or {}
+                if {k: stored.get(k) for k in writers} != writers:
+                    store.put(conn, Meta.WRITERS, {**writers, "at": int(self._clock())})
+            if not self._worker_warned:
+                state = health.read(
+                    conn, now=int(self._clock()), decision=decision, edition=cfg.edition
+                )
+                if state.message is not None:
+                    self._worker_warned = True
+                    log.warning("telemetry: %s", state.message)
+        except sqlite3.Error:
+            pass
+
+    def _housekeeping(self, conn: sqlite3.Connection, cfg: Config) -> None:
         """Rare work after a write (caller holds the lock): store earlier losses,
         follow a replaced outbox file, re-check the size cap."""
         for reason, n in list(self._unstored.items()):
             if n:
-                conn.execute(_DROP, (n, reason, cfg.default))
+                conn.execute(ADD_DROP_IF_ON, (n, reason, cfg.assumed))
             del self._unstored[reason]
-        if self._writes % FILE_CHECK_EVERY == 0 and _inode(cfg.path) != self._inode:
+        if self._writes % FILE_CHECK_EVERY == 0 and _inode(cfg.db_path) != self._inode:
             self._conn = None  # replaced or moved away: reopen the file at the path next call
             conn.close()
             return
@@ -335,7 +318,7 @@ class Telemetry:
         full = bool(int(pages) * int(size) > self._max_bytes)
         if full:
             self._note(
-                f"{self._config().path}: the outbox is over {self._max_bytes} bytes; "
+                f"{self._config().db_path}: the outbox is over {self._max_bytes} bytes; "
                 "new events are counted as over_capacity until the worker compacts it"
             )
         return full
@@ -346,12 +329,12 @@ class Telemetry:
         if isinstance(exc, _Unavailable):
             text = str(exc)
         elif isinstance(exc, sqlite3.Error | OSError):
-            text = str(translate(exc, self._config().path))  # the message names the fix
+            text = str(translate(exc, self._config().db_path))  # the message names the fix
         else:
             text = f"{type(exc).__name__}: {exc}"
         self._note(text)
-        if isinstance(exc, _Unavailable) or any(
-            s in str(exc).lower() for s in ("locked", "busy", "full")
+        if isinstance(exc, _Unavailable) or (
+            isinstance(exc, sqlite3.Error) and db.is_transient(exc)
         ):
             return
         # A broken file (corrupt, replaced, read-only): reopen later, not on every
@@ -359,7 +342,7 @@ class Telemetry:
         with self._lock:
             conn, self._conn = self._conn, None
             self._open_error = text
-            replaced = conn is not None and _inode(self._config().path) != self._inode
+            replaced = conn is not None and _inode(self._config().db_path) != self._inode
             self._retry_at = 0.0 if replaced else self._monotonic() + REOPEN_AFTER
         if conn is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
@@ -419,7 +402,7 @@ class Telemetry:
                 org = None
             except OutboxError as e:
                 self._note(str(e))
-        return decide(cfg.env, cfg.do_not_track, org)
+        return cfg.decision(org)
 
     @property
     def enabled(self) -> bool:
@@ -433,7 +416,7 @@ class Telemetry:
 
     @property
     def instance_id(self) -> str:
-        """This outbox's random instance id, created on first use.
+        """This outbox's random instance id, created on first use (with its secret).
 
         :raises OutboxError: when the outbox cannot be opened.
         """
@@ -441,18 +424,67 @@ class Telemetry:
             return store.instance_id(conn, self._new_id)
 
     def set_enabled(self, enabled: bool) -> tuple[Decision, store.Discarded]:
-        """Store the organisation's choice; switching off discards everything unsent.
+        """Store the organisation's choice; switching off erases everything unsent.
 
         The choice is stored even when the environment locks telemetry off (it
         takes effect once the lock is lifted); the returned decision says
-        whether anything effective changed.
+        whether anything effective changed. Who may call this is the caller's
+        business: the web integration asks its ``authorize`` hook for ``admin``.
         """
+        decision, discarded, _ = self.switch(enabled)
+        return decision, discarded
+
+    def switch(self, enabled: bool) -> tuple[Decision, store.Discarded, Switched]:
+        """:meth:`set_enabled`, also returning the whole :class:`~outbox.consent.Switched`."""
         with self.connect() as conn:
-            discarded = store.set_org_enabled(conn, enabled, now=int(self._clock()))
+            done = consent.switch(conn, enabled, now=int(self._clock()))
             self._absent_until = 0.0  # the outbox exists now: track calls look at once
-            if not enabled:
-                maintenance.delete_covered_events(conn)
-        return self.decision(), discarded
+        return self.decision(), done.discarded, done
+
+    # -- what an administrator is shown before deciding -------------------------------
+
+    def preview(self) -> dict[str, Any] | None:
+        """The payload the next heartbeat would send now (``outbox preview``), ``heartbeat_id``
+        left ``None``; None when there is no outbox yet. Read-only; never raises for a
+        missing outbox.
+
+        :raises OutboxError: when the outbox exists but cannot be read.
+        """
+        cfg = self._config()
+        try:
+            with self.connect(create=False, readonly=True) as conn:
+                return heartbeats.preview(
+                    conn, now=int(self._clock()), version=cfg.version, edition=cfg.edition
+                )
+        except OutboxMissing:
+            return None
+
+    def last_sent(self) -> heartbeats.Heartbeat | None:
+        """The last heartbeat delivered (status ``sent``), or None.
+
+        :raises OutboxError: when the outbox exists but cannot be read.
+        """
+        try:
+            with self.connect(create=False, readonly=True) as conn:
+                sent = heartbeats.history(conn, status="sent", limit=1)
+        except OutboxMissing:
+            return None
+        return sent[0] if sent else None
+
+    def worker(self) -> WorkerHealth | None:
+        """Whether a worker sends this outbox's heartbeats (None: no outbox yet).
+
+        :raises OutboxError: when the outbox exists but cannot be read.
+        """
+        cfg = self._config()
+        try:
+            with self.connect(create=False, readonly=True) as conn:
+                decision = cfg.decision(store.org_enabled(conn))
+                return health.read(
+                    conn, now=int(self._clock()), decision=decision, edition=cfg.edition
+                )
+        except OutboxMissing:
+            return None
 
     def close(self) -> None:
         """Close the track-call connection (it reopens on the next call)."""
