@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from outbox import Telemetry
-from outbox.names import api_name
 from outbox.contract import KINDS, PAYLOAD_KEYS
+from outbox.names import api_name
 
 DAYS = 3
 # Not inherited: sharing is switched on per outbox (the organisation setting), and a
