@@ -5,8 +5,8 @@ Prints p50/p99/p99.9 per call and calls/s for:
 * ``track_api_call`` of this project (one durable row per call);
 * a raw prepared ``INSERT`` + ``COMMIT`` on the same file, schema and pragmas —
   the floor any durable per-call design pays;
-* sqlite-utils' ``table.insert`` on the same schema (why the hot path uses
-  stdlib ``sqlite3``; sqlite-utils serves schema work and inspection);
+* sqlite-utils' ``table.insert`` on the same schema (why the hot path, and the
+  rest of the package, use stdlib ``sqlite3``; installed by ``make bench`` only);
 * posthog's ``capture`` and segment's ``track`` with sending off (in-memory queue,
   lost on exit);
 * persist-queue's ``SQLiteAckQueue.put`` (durable, like ours);

@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from outbox import OutboxCorrupt, OutboxMissing, SchemaMismatch, db
 
@@ -29,7 +28,8 @@ def test_new_outbox_pragmas_and_tables(db_path: Path) -> None:
         )
     finally:
         conn.close()
-    tables = set(sqlite_utils.Database(db_path).table_names())
+    with sqlite3.connect(db_path) as c:
+        tables = {n for (n,) in c.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     assert {
         "events",
         "heartbeats",
