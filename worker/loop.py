@@ -477,6 +477,7 @@ class Worker:
                 endpoint=self.config.endpoint,
                 version=self.config.version,
                 policy=self.config.retry,
+                secret=store.credentials(self.conn, self._new_id).secret,
                 transport=self._transport,
                 connect_timeout=self.config.connect_timeout,
                 read_timeout=self.config.read_timeout,

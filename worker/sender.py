@@ -24,6 +24,7 @@ from typing import Any, Literal
 import httpx
 from tenacity import RetryCallState
 
+from outbox.contract import AUTHORIZATION_HEADER, bearer
 from outbox.heartbeats import Heartbeat
 from worker.errors import RetryableDelivery
 from worker.retry import Rejected, Retired, Retry, RetryPolicy, Sent, classify
@@ -91,6 +92,7 @@ def _refusal(response: httpx.Response) -> str:
 class Sender:
     """POSTs heartbeats to one endpoint.
 
+    :param secret: the instance secret, sent as ``Authorization: Bearer …`` (never logged).
     :param transport: an ``httpx`` transport (tests: ``httpx.MockTransport``);
         default: the real network, with proxies and CA bundle from the environment.
     :param clock: unix seconds, for ``Retry-After`` dates.
@@ -106,6 +108,7 @@ class Sender:
         endpoint: str,
         version: str,
         policy: RetryPolicy,
+        secret: str | None = None,
         transport: httpx.BaseTransport | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -116,6 +119,7 @@ class Sender:
     ) -> None:
         self.endpoint = endpoint
         self._policy = policy
+        self._auth = {} if secret is None else {AUTHORIZATION_HEADER: bearer(secret)}
         self._clock = clock
         self._sleep = sleep
         self._stop_event = stop_event
@@ -141,7 +145,11 @@ class Sender:
             response = self._client.post(
                 self.endpoint,
                 content=hb.payload,
-                headers={"Idempotency-Key": hb.id, "Content-Type": "application/json"},
+                headers={
+                    "Idempotency-Key": hb.id,
+                    "Content-Type": "application/json",
+                    **self._auth,
+                },
             )
         except httpx.TimeoutException as e:
             raise RetryableDelivery(Retry(None, f"timeout ({type(e).__name__})")) from e

@@ -18,6 +18,7 @@ from worker.retry import RetryPolicy
 from worker.sender import Sender
 
 URL = "https://telemetry.example/api/instances/heartbeat"
+SECRET = "s3cr3t-0123456789abcdefghijklmnopqrstuvwxyz"
 HID = "0b4f6c1e-1111-4222-8333-944455556666"
 PAYLOAD = encode(
     {
@@ -89,6 +90,7 @@ def sender(
         endpoint=URL,
         version="1.4.2",
         policy=RetryPolicy(attempts=attempts, max_wait=max_wait),
+        secret=SECRET,
         transport=httpx.MockTransport(script),
         clock=lambda: T0,
         sleep=sleeps.append,
@@ -124,6 +126,8 @@ def test_every_attempt_sends_the_stored_bytes_and_the_contract_headers() -> None
         assert r.headers["idempotency-key"] == HID
         assert r.headers["content-type"] == "application/json"
         assert r.headers["user-agent"] == "helios-telemetry/1.4.2"
+        assert r.headers["authorization"] == f"Bearer {SECRET}"
+        assert SECRET.encode() not in r.content  # the credential never goes into the body
 
 
 def test_429_with_retry_after_waits_at_least_that_long() -> None:
