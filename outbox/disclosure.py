@@ -25,3 +25,12 @@ NOT_COLLECTED: Final[tuple[str, ...]] = (
     "Exact times of individual actions (only daily counts)",
     "Anything at all while telemetry is off",
 )
+
+#: When heartbeats go (DESIGN.md section 5, ``worker/schedule.py``): the one sentence
+#: that the in-app help, the privacy page and the README use.
+SCHEDULE: Final = (
+    "Counts are kept on this server first and sent about once an hour (licensed) or once a "
+    "day (community): each installation has its own time slot, so two heartbeats are 0.8 to "
+    "1.2 intervals apart (48 to 72 minutes, or 19.2 to 28.8 hours), the first one 5 minutes "
+    "after the worker starts."
+)
