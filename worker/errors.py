@@ -8,7 +8,8 @@ so the command line has one place to turn them into a clear line and an exit cod
         ├── LeaseHeld                another worker holds this outbox (exit 2)
         ├── LeaseLost                our lease was taken over while we ran (exit 2)
         └── DeliveryError
-            └── RetryableDelivery    one attempt failed in a way worth retrying
+            ├── RetryableDelivery    one attempt failed in a way worth retrying
+            └── Withdrawn            the heartbeat may not go any more (switched off, gone)
 
 ``httpx.TransportError`` is translated into :class:`RetryableDelivery` at the
 boundary (``worker.sender``); a permanent answer (400, 409, 410, ...) is not an
@@ -47,3 +48,7 @@ class RetryableDelivery(DeliveryError):
     def __init__(self, outcome: Retry) -> None:
         super().__init__(outcome.reason)
         self.outcome = outcome
+
+
+class Withdrawn(DeliveryError):
+    """Before an attempt: telemetry was switched off, or the heartbeat is no longer pending."""

@@ -1,18 +1,19 @@
 """Sending one heartbeat: its frozen bytes, POSTed with retries, and what the receiver answered.
 
-The ``httpx.Client`` is built once per :class:`Sender` (the transport is
-injectable: tests pass ``httpx.MockTransport``). With the default transport,
-proxies (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) and the CA bundle
-(``SSL_CERT_FILE``, ``SSL_CERT_DIR``) come from the standard environment
-variables (``trust_env``). Redirects are not followed: a heartbeat goes to the
-configured endpoint or nowhere.
+The ``httpx.Client`` is built once per :class:`Sender` by :func:`worker.transport.build_client`
+(the transport is injectable: tests pass ``httpx.MockTransport``): a deadline per
+attempt, answers read up to 64 KiB, no proxy for loopback, no redirects.
 
 Every attempt sends the stored bytes unchanged, with the heartbeat id as
-``Idempotency-Key``. Nothing here logs a payload: ids, sizes and statuses only.
+``Idempotency-Key`` and the instance secret as ``Authorization: Bearer``. Before
+each attempt the ``gate`` is asked whether the heartbeat may still go (telemetry
+still on, the heartbeat still pending): an opt-out between two attempts stops the
+delivery at once. Nothing here logs a payload: ids, sizes and statuses only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -26,17 +27,23 @@ from tenacity import RetryCallState
 
 from outbox.contract import AUTHORIZATION_HEADER, bearer
 from outbox.heartbeats import Heartbeat
-from worker.errors import RetryableDelivery
+from worker.errors import RetryableDelivery, Withdrawn
 from worker.retry import Rejected, Retired, Retry, RetryPolicy, Sent, classify
+from worker.transport import MAX_ANSWER_BYTES, Deadline, build_client, read_answer
 
 log = logging.getLogger("worker.sender")
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
+#: An attempt (connect, send, answer) is over after this long, however the receiver trickles.
+DEFAULT_ATTEMPT_TIMEOUT = 45.0
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
-Result = Literal["sent", "rejected", "retired", "pending"]
+Result = Literal["sent", "rejected", "retired", "pending", "withdrawn"]
+
+#: Asked before every attempt: None to go on, else why the heartbeat must not go.
+Gate = Callable[[Heartbeat], str | None]
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class Delivery:
     """What one delivery cycle of one heartbeat came to.
 
     ``pending``: the attempts of this cycle ran out (or the receiver asked for a
-    long pause); the heartbeat stays pending for the next cycle.
+    long pause); the heartbeat stays pending for the next cycle. ``withdrawn``: the
+    gate said no before an attempt (switched off, or the heartbeat is gone).
     """
 
     heartbeat_id: str
@@ -57,36 +65,44 @@ class Delivery:
     hash_mismatch: bool = False
 
 
-def _receipt(response: httpx.Response) -> dict[str, Any]:
-    """The parts of the receiver's answer worth keeping (never its whole body)."""
-    receipt: dict[str, Any] = {"http_status": response.status_code}
+def _json(body: bytes | None) -> dict[str, Any] | None:
+    if body is None:
+        return None
     try:
-        body = response.json()
+        doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _receipt(status: int, body: bytes | None) -> dict[str, Any]:
+    """The parts of the receiver's answer worth keeping (never its whole body)."""
+    receipt: dict[str, Any] = {"http_status": status}
+    doc = _json(body)
+    if doc is None:
         return receipt
-    if isinstance(body, dict):
-        status = body.get("status")
-        if isinstance(status, str):
-            receipt["status"] = status[:32]
-        digest = body.get("payload_sha256")
-        if isinstance(digest, str) and _SHA256.fullmatch(digest):
-            receipt["payload_sha256"] = digest
+    said = doc.get("status")
+    if isinstance(said, str):
+        receipt["status"] = said[:32]
+    digest = doc.get("payload_sha256")
+    if isinstance(digest, str) and _SHA256.fullmatch(digest):
+        receipt["payload_sha256"] = digest
     return receipt
 
 
-def _refusal(response: httpx.Response) -> str:
+def _refusal(status: int, body: bytes | None) -> str:
     """A short reason from a refusal (``error``/``detail`` text when the body has one)."""
-    reason = f"HTTP {response.status_code}"
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return reason
-    if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
-            text = body.get(key)
-            if isinstance(text, str) and text:
-                return f"{reason}: {text[:200]}"
+    reason = f"HTTP {status}"
+    doc = _json(body) or {}
+    for key in ("error", "detail", "message"):
+        text = doc.get(key)
+        if isinstance(text, str) and text:
+            return f"{reason}: {text[:200]}"
     return reason
+
+
+def _always(_: Heartbeat) -> str | None:
+    return None
 
 
 class Sender:
@@ -94,12 +110,15 @@ class Sender:
 
     :param secret: the instance secret, sent as ``Authorization: Bearer …`` (never logged).
     :param transport: an ``httpx`` transport (tests: ``httpx.MockTransport``);
-        default: the real network, with proxies and CA bundle from the environment.
+        default: the real network (see :mod:`worker.transport`).
+    :param attempt_timeout: seconds one attempt may take in all (real network only).
+    :param max_answer: bytes of an answer read at most.
     :param clock: unix seconds, for ``Retry-After`` dates.
     :param sleep: what waits between attempts (tests pass a recorder).
     :param stop_event: when set, no further attempt starts.
     :param on_wait: called before each wait between attempts (the worker renews
         its lease there).
+    :param gate: asked before every attempt whether the heartbeat may still go.
     """
 
     def __init__(
@@ -112,56 +131,75 @@ class Sender:
         transport: httpx.BaseTransport | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        max_answer: int = MAX_ANSWER_BYTES,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         stop_event: threading.Event | None = None,
         on_wait: Callable[[], None] | None = None,
+        gate: Gate = _always,
     ) -> None:
         self.endpoint = endpoint
         self._policy = policy
-        self._auth = {} if secret is None else {AUTHORIZATION_HEADER: bearer(secret)}
         self._clock = clock
         self._sleep = sleep
         self._stop_event = stop_event
         self._on_wait = on_wait
-        self._client = httpx.Client(
+        self._gate = gate
+        self._attempt_timeout = attempt_timeout
+        self._max_answer = max_answer
+        self._deadline = Deadline()
+        headers = {"User-Agent": f"helios-telemetry/{version}"}
+        if secret is not None:
+            headers[AUTHORIZATION_HEADER] = bearer(secret)
+        self._client = build_client(
+            endpoint,
+            headers=headers,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            deadline=self._deadline,
             transport=transport,
-            timeout=httpx.Timeout(
-                connect=connect_timeout,
-                read=read_timeout,
-                write=read_timeout,
-                pool=connect_timeout,
-            ),
-            trust_env=True,
-            follow_redirects=False,
-            headers={"User-Agent": f"helios-telemetry/{version}"},
         )
 
     def close(self) -> None:
         self._client.close()
 
-    def _attempt(self, hb: Heartbeat) -> tuple[Sent | Rejected | Retired, httpx.Response]:
+    def _post(self, hb: Heartbeat) -> tuple[int, httpx.Headers, bytes | None]:
+        request = self._client.build_request(
+            "POST",
+            self.endpoint,
+            content=hb.payload,
+            headers={"Idempotency-Key": hb.id, "Content-Type": "application/json"},
+        )
+        self._deadline.start(self._attempt_timeout)
         try:
-            response = self._client.post(
-                self.endpoint,
-                content=hb.payload,
-                headers={
-                    "Idempotency-Key": hb.id,
-                    "Content-Type": "application/json",
-                    **self._auth,
-                },
-            )
+            response = self._client.send(request, stream=True)
+            try:
+                body = read_answer(response, self._max_answer)
+            finally:
+                response.close()
+        finally:
+            self._deadline.clear()
+        return response.status_code, response.headers, body
+
+    def _attempt(self, hb: Heartbeat) -> tuple[Sent | Rejected | Retired, int, bytes | None]:
+        try:
+            status, headers, body = self._post(hb)
         except httpx.TimeoutException as e:
             raise RetryableDelivery(Retry(None, f"timeout ({type(e).__name__})")) from e
         except httpx.TransportError as e:
             raise RetryableDelivery(Retry(None, f"network error ({type(e).__name__}: {e})")) from e
-        outcome = classify(response.status_code, response.headers, now=self._clock())
+        outcome = classify(status, headers, now=self._clock())
         log.debug(
-            "heartbeat %s: HTTP %d (%d bytes sent)", hb.id, response.status_code, len(hb.payload)
+            "heartbeat %s: HTTP %d (%d bytes sent, answer %s)",
+            hb.id,
+            status,
+            len(hb.payload),
+            "over the limit" if body is None else f"{len(body)} bytes",
         )
         if isinstance(outcome, Retry):
             raise RetryableDelivery(outcome)
-        return outcome, response
+        return outcome, status, body
 
     def _before_sleep(self, hb: Heartbeat) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
@@ -180,8 +218,11 @@ class Sender:
         """Try to deliver ``hb`` within one cycle of the retry policy; never raises for HTTP."""
         attempts = 0
 
-        def attempt() -> tuple[Sent | Rejected | Retired, httpx.Response]:
+        def attempt() -> tuple[Sent | Rejected | Retired, int, bytes | None]:
             nonlocal attempts
+            refused = self._gate(hb)  # in the same read: still on, still pending?
+            if refused is not None:
+                raise Withdrawn(refused)
             attempts += 1
             return self._attempt(hb)
 
@@ -189,7 +230,9 @@ class Sender:
             sleep=self._sleep, stop_event=self._stop_event, before_sleep=self._before_sleep(hb)
         )
         try:
-            outcome, response = retrying(attempt)
+            outcome, status, body = retrying(attempt)
+        except Withdrawn as e:
+            return Delivery(hb.id, "withdrawn", attempts, error=str(e))
         except RetryableDelivery as e:
             return Delivery(
                 hb.id,
@@ -201,22 +244,18 @@ class Sender:
             )
         if isinstance(outcome, Retired):
             return Delivery(
-                hb.id,
-                "retired",
-                attempts,
-                status=outcome.status,
-                error="HTTP 410: endpoint retired",
+                hb.id, "retired", attempts, status=status, error="HTTP 410: endpoint retired"
             )
         if isinstance(outcome, Rejected):
             return Delivery(
                 hb.id,
                 "rejected",
                 attempts,
-                status=outcome.status,
-                error=_refusal(response),
-                receipt=_receipt(response),
+                status=status,
+                error=_refusal(status, body),
+                receipt=_receipt(status, body),
             )
-        receipt = _receipt(response)
+        receipt = _receipt(status, body)
         theirs = receipt.get("payload_sha256")
         mismatch = theirs is not None and theirs != hb.payload_sha256
         receipt["payload_sha256_matches"] = None if theirs is None else not mismatch
@@ -228,11 +267,6 @@ class Sender:
             )
             log.error("heartbeat %s: %s", hb.id, error)
         return Delivery(
-            hb.id,
-            "sent",
-            attempts,
-            status=outcome.status,
-            error=error,
-            receipt=receipt,
+            hb.id, "sent", attempts, status=status, error=error, receipt=receipt,
             hash_mismatch=mismatch,
-        )
+        )  # fmt: skip

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import os
 from collections.abc import Callable
 
 import httpx
@@ -209,26 +209,77 @@ def test_nothing_of_the_payload_is_logged(caplog: pytest.LogCaptureFixture) -> N
     assert "secretish" not in text and "5d0c6a0e" not in text  # ... names and the instance are not
 
 
-def test_proxies_come_from_the_standard_environment(
-    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
-) -> None:
-    """With the real transport, HTTP_PROXY routes the POST through the proxy (our receiver)."""
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{receiver.port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    s = Sender(
-        endpoint="http://localhost:9/api/instances/heartbeat",
+def _real_sender(endpoint: str) -> Sender:
+    return Sender(
+        endpoint=endpoint,
         version="1.4.2",
         policy=RetryPolicy(attempts=1),
+        connect_timeout=2.0,
         clock=lambda: T0,
         sleep=lambda _: None,
     )
-    try:
-        d = s.deliver(HB)
-    finally:
-        s.close()
-    assert d.result == "sent"
+
+
+def test_a_loopback_endpoint_never_goes_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """HTTP_PROXY and ALL_PROXY are set, yet the POST goes straight to the loopback receiver:
+    a heartbeat is never handed in clear text to a proxy."""
+    with Receiver() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        s = _real_sender(f"{receiver.url}")
+        try:
+            d = s.deliver(HB)
+        finally:
+            s.close()
+        assert d.result == "sent"
+        assert proxy.connections == 0
     [request] = receiver.posts()
-    assert request.path == "http://localhost:9/api/instances/heartbeat"  # absolute: via a proxy
+    assert request.path == "/api/instances/heartbeat"  # not an absolute URL: no proxy
     assert request.body == PAYLOAD
-    assert json.loads(request.body)["heartbeat_id"] == HID
+
+
+@pytest.mark.parametrize(
+    ("environ", "via_proxy"),
+    [
+        ({"HTTPS_PROXY": "{proxy}"}, True),
+        ({"https_proxy": "{proxy}", "HTTPS_PROXY": "http://127.0.0.1:9"}, True),  # lowercase wins
+        ({"ALL_PROXY": "{proxy}"}, True),
+        ({"HTTPS_PROXY": "{proxy}", "NO_PROXY": "example"}, False),
+        ({"HTTPS_PROXY": "{proxy}", "no_proxy": "*"}, False),
+        ({"HTTP_PROXY": "{proxy}"}, False),  # only for http:// URLs
+    ],
+)
+def test_other_endpoints_follow_the_standard_proxy_variables(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], via_proxy: bool
+) -> None:
+    from worker.transport import proxy_for
+
+    with Receiver() as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        env = {k: v.format(proxy=url) for k, v in environ.items()}
+        assert proxy_for("https://telemetry.example/x", env) == (url if via_proxy else None)
+        if not via_proxy:
+            return  # going direct would leave the machine: the rule above is the test
+        for k in [k for k in os.environ if k.lower().endswith("_proxy")]:
+            monkeypatch.delenv(k)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        s = _real_sender("https://telemetry.example/api/instances/heartbeat")
+        try:
+            d = s.deliver(HB)  # the proxy answers CONNECT with 501: never delivered
+        finally:
+            s.close()
+        assert d.result == "pending"
+        assert proxy.connections == 1  # the CONNECT went to the proxy, nothing else anywhere
+
+
+def test_a_socks_proxy_is_refused_with_the_fix() -> None:
+    from outbox.errors import SettingsError
+    from worker.transport import proxy_for
+
+    with pytest.raises(SettingsError, match="http.s. proxies only .or set NO_PROXY"):
+        proxy_for("https://telemetry.example/x", {"ALL_PROXY": "socks5://127.0.0.1:1080"})
