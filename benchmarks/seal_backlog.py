@@ -122,7 +122,9 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
     be told apart.
     """
     from outbox import heartbeats
-    from worker.loop import Config, Worker
+    from outbox.config import Config
+    from worker.loop import Worker
+    from worker.options import Options
 
     marks: dict[str, float] = {}
 
@@ -147,17 +149,12 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
         report("floor", s, time.time(), groups=len(rows))
         return
     report(f"baseline_{mode}", time.time(), time.time())
-    config = Config(
+    config = Config.from_env(
+        {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "bench"},
         db_path=Path(path),
         endpoint="http://127.0.0.1:9/api/instances/heartbeat",
-        edition="community",
-        version="bench",
-        env_enabled="true",
-        do_not_track=False,
-        chunk=chunk,
-        chunk_pause=pause,
     )
-    w = Worker(config, hook=hook)
+    w = Worker(config, Options(chunk=chunk, chunk_pause=pause), hook=hook)
     w.open()
     conn = w.conn
     if mode == "seal":

@@ -355,3 +355,16 @@ def worker_lease(conn: sqlite3.Connection) -> WorkerLease | None:
         "SELECT owner, pid, acquired_at, expires_at FROM worker_lease WHERE id = 1"
     ).fetchone()
     return None if row is None else WorkerLease(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def sendable(conn: sqlite3.Connection, heartbeat_id: str) -> tuple[bool | None, str | None]:
+    """In one read: the organisation's choice and the heartbeat's status (None: gone).
+
+    What the worker asks before every delivery attempt.
+    """
+    org, status = conn.execute(
+        "SELECT (SELECT value FROM organization_settings WHERE key = ?), "
+        "(SELECT status FROM heartbeats WHERE id = ?)",
+        (ORG_SETTING_KEY, heartbeat_id),
+    ).fetchone()
+    return (None if org is None else org == "true"), status

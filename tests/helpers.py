@@ -60,3 +60,46 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_VARIABLES}
     env.update(extra)
     return env
+
+
+def raw_files_contain(path: Path, text: str) -> bool:
+    """True when ``text`` is readable in the raw bytes of the outbox, its WAL or its -shm."""
+    needle = text.encode()
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and needle in p.read_bytes():
+            return True
+    return False
+
+
+class _Connects:
+    """Every ``socket.connect`` this process makes while recording (an audit hook: it sees
+    connections by any library to any address, without touching the network)."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.seen: list[object] = []
+        self.installed = False
+
+    def hook(self, event: str, args: tuple[object, ...]) -> None:
+        if self.recording and event == "socket.connect":
+            self.seen.append(args[1])
+
+
+_connects = _Connects()
+
+
+class recording_connects:
+    """``with recording_connects() as seen: ...`` → the addresses connected to meanwhile."""
+
+    def __enter__(self) -> list[object]:
+        if not _connects.installed:
+            import sys
+
+            sys.addaudithook(_connects.hook)  # cannot be removed: it records only when asked
+            _connects.installed = True
+        _connects.seen = []
+        _connects.recording = True
+        return _connects.seen
+
+    def __exit__(self, *exc: object) -> None:
+        _connects.recording = False

@@ -28,12 +28,14 @@ import click
 import httpx
 
 from outbox import maintenance
-from outbox.config import EDITION, ENABLED, ENDPOINT
-from outbox.config import Config as Settings
+from outbox.config import EDITION, ENABLED, ENDPOINT, Config
 from outbox.errors import OutboxBusy, OutboxError, SettingsError
-from worker.loop import Config, Hook, Summary, Worker
+from worker.loop import Summary, Worker
+from worker.options import Options
+from worker.pacing import Hook
 from worker.retry import RetryPolicy
-from worker.sender import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from worker.sender import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from worker.transport import proxy_for
 
 log = logging.getLogger("worker")
 
@@ -48,12 +50,12 @@ class Parts:
     environ: dict[str, str] | None = None
 
 
-def build(config: Config, *, parts: Parts | None = None) -> Worker:
-    """The worker for ``config`` with the injected ``parts``."""
+def build(config: Config, options: Options, *, parts: Parts | None = None) -> Worker:
+    """The worker for ``config`` and ``options`` with the injected ``parts``."""
     p = parts or Parts()
     if p.hook is None:
-        return Worker(config, clock=p.clock, transport=p.transport)
-    return Worker(config, clock=p.clock, transport=p.transport, hook=p.hook)
+        return Worker(config, options, clock=p.clock, transport=p.transport)
+    return Worker(config, options, clock=p.clock, transport=p.transport, hook=p.hook)
 
 
 def _configure_logging(level: str) -> None:
@@ -83,16 +85,20 @@ def _install_signals(worker: Worker) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def _settings(environ: dict[str, str], db: Path | None, endpoint: str | None) -> Settings:
-    # A worker that cannot be configured does not start (exit 2): a bad on/off value
-    # means off, as everywhere, and a cron job or systemd shows the sentence.
-    return Settings.from_env(environ, db_path=db, endpoint=endpoint).require(
-        ENDPOINT, "--endpoint", EDITION, ENABLED
-    )
+def _config(environ: dict[str, str], db: Path | None, endpoint: str | None) -> Config:
+    """The environment, with ``--db`` and ``--endpoint``; a value the worker cannot use
+    stops it (exit 2) with the same sentence ``outbox status`` shows."""
+    config = Config.from_env(environ, db_path=db, endpoint=endpoint)
+    config.require(ENDPOINT, "--endpoint", EDITION, ENABLED)
+    proxy_for(config.endpoint, environ)  # an unusable proxy is said now, not at the first POST
+    return config
 
 
 def _report_once(summary: Summary) -> int:
     """Print what ``--once`` did (stdout) and choose the exit code."""
+    if summary.held_back is not None:
+        click.echo(f"not sent, not deleted: {summary.held_back}", err=True)
+        return 1
     if summary.mode == "off":
         gone = ""
         if summary.discarded_events or summary.discarded_heartbeats:
@@ -201,6 +207,15 @@ def _report_once(summary: Summary) -> int:
     help="Time to wait for the receiver's answer.",
 )
 @click.option(
+    "--attempt-timeout",
+    type=click.FloatRange(1, 3600),
+    default=DEFAULT_ATTEMPT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest time one attempt may take in all (connect, send, answer), however slowly "
+    "the receiver answers.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
@@ -213,7 +228,7 @@ def cli(ctx: click.Context, /, **opts: Any) -> int:
     parts: Parts = ctx.obj or Parts()
     _configure_logging(opts["log_level"])
     try:
-        settings = _settings(
+        config = _config(
             dict(os.environ if parts.environ is None else parts.environ),
             opts["db"],
             opts["endpoint"],
@@ -221,15 +236,15 @@ def cli(ctx: click.Context, /, **opts: Any) -> int:
     except SettingsError as e:
         click.echo(f"outbox-worker: {e}", err=True)
         return 2
-    config = Config.from_settings(
-        settings,
+    options = Options(
         retry=RetryPolicy(attempts=opts["retry_attempts"], max_wait=opts["retry_max_wait"]),
         connect_timeout=opts["connect_timeout"],
         read_timeout=opts["read_timeout"],
+        attempt_timeout=opts["attempt_timeout"],
         retention=opts["retention_days"] * 86400,
         wait_for_lease=opts["wait_for_lease"],
     )
-    worker = build(config, parts=parts)
+    worker = build(config, options, parts=parts)
     _install_signals(worker)
     try:
         worker.open()

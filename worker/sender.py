@@ -267,6 +267,11 @@ class Sender:
             )
             log.error("heartbeat %s: %s", hb.id, error)
         return Delivery(
-            hb.id, "sent", attempts, status=status, error=error, receipt=receipt,
+            hb.id,
+            "sent",
+            attempts,
+            status=status,
+            error=error,
+            receipt=receipt,
             hash_mismatch=mismatch,
-        )  # fmt: skip
+        )

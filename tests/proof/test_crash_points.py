@@ -1,6 +1,6 @@
 """The worker SIGKILLed at every step boundary, end to end against the real collector.
 
-For each step of ``worker.loop.STEPS`` an outbox is built so that the step is
+For each step of ``worker.pacing.STEPS`` an outbox is built so that the step is
 really reached, the real command line (``tests.worker.kill_at``) kills itself
 there with SIGKILL (the test checks it died of SIGKILL: the step was reached), a
 few more events are tracked while it is down, and a clean worker is started.
@@ -43,7 +43,7 @@ from tests.proof.harness import (
     kill_worker_at,
     run_worker,
 )
-from worker.loop import STEPS
+from worker.pacing import STEPS
 
 pytestmark = pytest.mark.slow
 

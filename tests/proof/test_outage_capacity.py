@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 
 from outbox import Telemetry, heartbeats, maintenance
+from outbox.config import Config
 from outbox.contract import iso_utc
 from tests.helpers import FakeClock
 from tests.proof.support import LiveCollector, record, usage
-from worker.loop import Config, Summary, Worker
+from worker.loop import Summary, Worker
+from worker.options import Options
 from worker.retry import RetryPolicy
 
 DAY = 86400
@@ -53,14 +55,9 @@ def collector(tmp_path: Path) -> Iterator[LiveCollector]:
         c.close()
 
 
-def config(db: Path, endpoint: str, max_rows: int) -> Config:
-    return Config(
-        db_path=db,
-        endpoint=endpoint,
-        edition="community",
-        version="1.4.2",
-        env_enabled="true",
-        do_not_track=False,
+def config(db: Path, endpoint: str, max_rows: int) -> tuple[Config, Options]:
+    environ = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "1.4.2"}
+    return Config.from_env(environ, db_path=db, endpoint=endpoint), Options(
         retry=RetryPolicy(attempts=3, max_wait=8.0),
         connect_timeout=2.0,
         read_timeout=10.0,
@@ -77,7 +74,7 @@ class Month:
         self.clock = FakeClock(M0 - 3600)
         self.rng = random.Random(seed)
         self.worker = Worker(
-            config(db, endpoint, max_rows),
+            *config(db, endpoint, max_rows),
             clock=self.clock,
             sleep=lambda s: None,
             rng=random.Random(seed),

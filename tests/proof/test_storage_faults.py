@@ -135,7 +135,7 @@ def test_disk_full_during_seal_and_during_mark(
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 4
 
     w = Worker(
-        config(db, collector.url, 50_000),
+        *config(db, collector.url, 50_000),
         clock=clock,
         sleep=lambda s: None,
         wait=wait,
@@ -205,7 +205,7 @@ def test_disk_full_during_seal_with_max_page_count(
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 1
 
     w = Worker(
-        config(db, collector.url, 50_000),
+        *config(db, collector.url, 50_000),
         clock=clock,
         sleep=lambda s: None,
         wait=wait,
@@ -338,7 +338,7 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
         return cycles == 2
 
     w = Worker(
-        config(db, collector.url, 50_000),
+        *config(db, collector.url, 50_000),
         clock=clock,
         sleep=lambda s: None,
         wait=wait,

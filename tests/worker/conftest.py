@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from outbox.config import Config
 from tests.helpers import FakeClock, child_env
 from tests.receiver import Receiver
-from worker.loop import Config, Worker
+from worker.loop import Worker
+from worker.options import Options
 from worker.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,21 +29,37 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-def make_config(db_path: Path, **overrides: Any) -> Config:
-    base: dict[str, Any] = {
-        "db_path": db_path,
-        "endpoint": "http://127.0.0.1:9/api/instances/heartbeat",
-        "edition": "community",
-        "version": VERSION,
-        "env_enabled": "true",
-        "do_not_track": False,
+_OPTIONS = {f for f in Options.__dataclass_fields__}
+
+
+def make_config(db_path: Path, **overrides: Any) -> tuple[Config, Options]:
+    """A worker's environment and options for tests: on by its environment, a loopback
+    endpoint, short timeouts, no pause between maintenance chunks. ``env`` replaces the
+    environment's telemetry variables (``{"HELIOS_TELEMETRY_ENABLED": "false"}``)."""
+    env = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": VERSION}
+    env.update(overrides.pop("env", {}))
+    if "env_enabled" in overrides:  # shorthand for HELIOS_TELEMETRY_ENABLED (None: unset)
+        enabled = overrides.pop("env_enabled")
+        if enabled is None:
+            del env["HELIOS_TELEMETRY_ENABLED"]
+        else:
+            env["HELIOS_TELEMETRY_ENABLED"] = enabled
+    if overrides.pop("do_not_track", False):
+        env["DO_NOT_TRACK"] = "1"
+    endpoint = overrides.pop("endpoint", "http://127.0.0.1:9/api/instances/heartbeat")
+    if "edition" in overrides:
+        env["HELIOS_EDITION"] = overrides.pop("edition")
+    config = Config.from_env(env, db_path=db_path, endpoint=endpoint)
+    options: dict[str, Any] = {
         "retry": RetryPolicy(attempts=3, max_wait=8.0),
         "connect_timeout": 2.0,
         "read_timeout": 5.0,
         "chunk_pause": 0.0,
     }
-    base.update(overrides)
-    return Config(**base)
+    unknown = set(overrides) - _OPTIONS
+    assert not unknown, f"not a worker option: {unknown}"
+    options.update(overrides)
+    return config, Options(**options)
 
 
 class Sleeps(list[float]):
@@ -64,7 +82,7 @@ def make_worker(db_path: Path, clock: FakeClock, sleeps: Sleeps) -> Iterator[Cal
     def make(*, opened: bool = True, **kwargs: Any) -> Worker:
         parts = {k: kwargs.pop(k) for k in ("transport", "hook", "wait") if k in kwargs}
         w = Worker(
-            make_config(db_path, **kwargs),
+            *make_config(db_path, **kwargs),
             clock=clock,
             sleep=sleeps,
             rng=random.Random(7),

@@ -1,7 +1,7 @@
 """Run the real worker command line and SIGKILL this process at a chosen step.
 
 ``python -m tests.worker.kill_at STEP[@N] -- ARGS...``: the N-th time (default
-the first) the worker reaches ``STEP`` (see ``worker.loop.STEPS``), the process
+the first) the worker reaches ``STEP`` (see ``worker.pacing.STEPS``), the process
 kills itself with SIGKILL — no cleanup, no flush, exactly like a power cut of the
 process. If the step is never reached the worker finishes normally.
 """

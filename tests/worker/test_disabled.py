@@ -1,7 +1,9 @@
-"""Telemetry off: the worker opens no connection at all and deletes what was not sent."""
+"""Telemetry off: the worker opens no connection at all; only an explicit opt-out erases
+what was not sent (leaving no trace in the files); off by default, it holds back."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -11,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from outbox import Telemetry, db, heartbeats, store
+from outbox import Telemetry, consent, db, heartbeats, store
 from outbox.contract import DROP_REASONS
-from tests.helpers import FakeClock, child_env, totals
+from outbox.store import Meta
+from tests.helpers import FakeClock, child_env, raw_files_contain, totals
 from tests.receiver import Receiver, Scripted
 from worker.loop import Worker
 
 from .conftest import ROOT, run_worker
+
+#: A name only the unsent data carries (never sent, so never in the sent history).
+MARKER = "zebracrossing.audit"
 
 
 def unsent_outbox(
@@ -26,7 +32,7 @@ def unsent_outbox(
     """A pending heartbeat (the receiver refused it) plus unsealed events behind it."""
     t = make_telemetry(clock=time.time)
     for _ in range(5):
-        t.track_api_call("users.list")
+        t.track_api_call(MARKER)
     receiver.script.append(Scripted(503))
     r = run_worker(
         "--once",
@@ -45,14 +51,10 @@ def unsent_outbox(
 
 @pytest.mark.parametrize(
     "env",
-    [
-        {"DO_NOT_TRACK": "1", "HELIOS_TELEMETRY_ENABLED": "true"},
-        {"HELIOS_TELEMETRY_ENABLED": "false"},
-        {},
-    ],
-    ids=["DO_NOT_TRACK", "ENABLED=false", "default"],
+    [{"DO_NOT_TRACK": "1", "HELIOS_TELEMETRY_ENABLED": "true"}, {"HELIOS_TELEMETRY_ENABLED": "0"}],
+    ids=["DO_NOT_TRACK", "ENABLED=0"],
 )
-def test_once_while_off_opens_no_socket_and_deletes_unsent_data(
+def test_an_explicit_opt_out_erases_unsent_data_and_opens_no_socket(
     db_path: Path,
     receiver: Receiver,
     make_telemetry: Callable[..., Telemetry],
@@ -61,20 +63,92 @@ def test_once_while_off_opens_no_socket_and_deletes_unsent_data(
     unsent_outbox(db_path, receiver, make_telemetry)
     before = receiver.connections
     assert before == 1
+    app = make_telemetry(enabled=True)  # a running app keeps its connection (and the WAL) open
+    assert app.track_api_call(MARKER)
+    assert raw_files_contain(db_path, MARKER)  # the control: it is there before
     r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**env))
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
         "telemetry is off: nothing sent, no connection opened; "
-        "discarded 3 unsent counts and 1 unsent heartbeat(s)\n"
+        "discarded 4 unsent counts and 1 unsent heartbeat(s)\n"
     )
     assert receiver.connections == before  # not one TCP connection
     assert totals(db_path) == {}  # the rows are gone, not just marked
+    assert db_path.with_name(db_path.name + "-wal").exists()
+    assert not raw_files_contain(db_path, MARKER)  # nor readable in the file or its WAL
     conn = db.connect(db_path)
     try:
         assert heartbeats.pending(conn) is None and store.pending_counters(conn) == []
-        assert store.drops(conn).pending == {r: 0 for r in DROP_REASONS}
+        assert store.drops(conn).pending == dict.fromkeys(DROP_REASONS, 0)
     finally:
         conn.close()
+
+
+def test_a_worker_whose_environment_says_nothing_holds_back(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    """The app tracks with HELIOS_TELEMETRY_ENABLED=true; the worker (a cron job) was started
+    without it: it sends nothing, deletes nothing, and says so with the fix (exit 1)."""
+    unsent_outbox(db_path, receiver, make_telemetry)
+    before = receiver.connections
+    kept = totals(db_path)
+    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env())
+    assert r.returncode == 1
+    message = (
+        "telemetry is off for this worker (telemetry is off until someone turns it on), but 3 "
+        "unsent counts and a sealed heartbeat wait in the outbox (the app that tracks runs "
+        "with HELIOS_TELEMETRY_ENABLED=true): nothing is sent and nothing is deleted. Start "
+        "the worker with the app's environment (HELIOS_TELEMETRY_ENABLED=true), or let the "
+        "organisation choose: `outbox enable` sends them, `outbox disable` deletes them"
+    )
+    assert r.stderr.endswith(f"not sent, not deleted: {message}\n")
+    assert f"WARNING worker: {message}" in r.stderr
+    assert receiver.connections == before
+    assert totals(db_path) == kept and raw_files_contain(db_path, MARKER)
+    conn = db.connect(db_path)
+    try:
+        assert heartbeats.pending(conn) is not None
+        held = store.get_json(conn, Meta.WORKER_HELD_BACK)
+        assert held is not None and held["message"] == message
+    finally:
+        conn.close()
+    # Started with the app's environment, the same worker sends them all.
+    r = run_worker(
+        "--once",
+        "--db",
+        str(db_path),
+        "--endpoint",
+        receiver.url,
+        env=child_env(HELIOS_TELEMETRY_ENABLED="true"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert receiver.totals() == {("api_usage", MARKER): 5, ("command_usage", "sync"): 3}
+    conn = db.connect(db_path)
+    try:
+        assert store.get(conn, Meta.WORKER_HELD_BACK) is None  # the note goes with the cause
+    finally:
+        conn.close()
+
+
+def test_an_app_in_local_mode_keeps_a_willing_worker_local(
+    make_worker: Callable[..., Worker],
+    make_telemetry: Callable[..., Telemetry],
+    receiver: Receiver,
+    clock: FakeClock,
+) -> None:
+    """HELIOS_TELEMETRY_ENABLED=local in the app promises never to send: a worker started
+    with =true (or the organisation's "on") does not break that promise."""
+    t = make_telemetry(enabled="local")
+    t.set_enabled(True)
+    t.track_command("sync")
+    t.close()  # ... and the next open records the app's mode
+    t = make_telemetry(enabled="local")
+    assert t.track_command("sync") is True
+    w = make_worker(endpoint=receiver.url, env_enabled="true")
+    s = w.tick(clock.now, force=True)
+    assert (s.mode, s.deliveries, receiver.connections) == ("local", (), 0)
+    [hb] = heartbeats.history(w.conn)
+    assert hb.status == "local" and json.loads(hb.payload)["command_usage"] == {"sync": 2}
 
 
 def test_no_outbox_and_off_creates_nothing(db_path: Path, receiver: Receiver) -> None:
@@ -126,5 +200,35 @@ def test_the_running_worker_while_off_opens_no_socket(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "discarded 3 unsent counts and 1 unsent heartbeat(s)" in err
+    assert "erased 3 unsent counts and 1 unsent heartbeat(s)" in err
     assert receiver.connections == before
+
+
+def test_switching_off_erases_without_a_trace(
+    make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    """The organisation's opt-out (the privacy page, `outbox disable`): after compaction
+    rewrote the rows and a seal froze them, no byte of the unsent names is left in the
+    database file or the WAL."""
+    t = make_telemetry()
+    for _ in range(3000):
+        t.track_api_call(MARKER)
+    conn = db.connect(db_path)
+    try:
+        from outbox import maintenance
+
+        maintenance.compact(conn, chunk=500)  # leaves freed cells behind in a plain delete
+        plan = heartbeats.plan_seal(conn)
+        heartbeats.commit_seal(conn, plan, heartbeat_id="a", now=0, version="1", edition="x")
+        t.track_ui_action("zebra_unsent_ui")
+        assert raw_files_contain(db_path, MARKER) and raw_files_contain(db_path, "zebra_unsent_ui")
+        switched = consent.switch(conn, False, now=0)
+    finally:
+        conn.close()
+    # The app's connection is still open (as in a running Helios): the WAL file stays, and
+    # nothing of the unsent names may be readable in it either.
+    assert t.track_api_call(MARKER) is False
+    assert db_path.with_name(db_path.name + "-wal").exists()
+    assert switched.wiped and switched.discarded == store.Discarded(1, 1)  # + the sealed 3000
+    assert not raw_files_contain(db_path, MARKER)
+    assert not raw_files_contain(db_path, "zebra_unsent_ui")

@@ -118,7 +118,7 @@ def test_a_second_worker_says_so_and_refuses(make_worker: Callable[..., Worker])
     second = make_worker(opened=False)
     with pytest.raises(LeaseHeld) as e:
         second.open()
-    assert f"pid {first._lease.pid if first._lease else 0}" in str(e.value)
+    assert f"pid {first.lease.pid if first.lease else 0}" in str(e.value)
     assert "--wait" in str(e.value)
 
 
@@ -139,7 +139,7 @@ def test_with_wait_a_second_worker_waits_for_the_first(
     second.open()
     assert waits == [15.0, 15.0]
     r = read(second.conn)
-    assert second._lease is not None and r is not None and r.owner == second._lease.owner
+    assert second.lease is not None and r is not None and r.owner == second.lease.owner
 
 
 def test_the_lease_is_renewed_during_long_maintenance(
@@ -150,7 +150,7 @@ def test_the_lease_is_renewed_during_long_maintenance(
         "INSERT INTO events (kind, name, count, at) VALUES ('api', 'users.list', 1, ?)",
         [(T0 + i * 86400 // 50,) for i in range(1_000)],  # 1,000 rows over 20 days
     )
-    ttl = w.config.lease_ttl
+    ttl = w.options.lease_ttl
 
     def hook(step: str) -> None:
         if step == "compact":

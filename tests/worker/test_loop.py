@@ -16,7 +16,8 @@ from outbox.store import Meta
 from outbox.store import get as get_meta
 from tests.helpers import T0, FakeClock, totals
 from tests.receiver import Receiver, Scripted
-from worker.loop import STEPS, Worker
+from worker.loop import Worker
+from worker.pacing import STEPS
 from worker.schedule import FIRST_DELAY
 
 from .conftest import Sleeps, drive, make_config
@@ -194,7 +195,7 @@ def test_off_discards_unsent_data_and_never_builds_a_client(
     assert (s.mode, s.discarded_events, s.discarded_heartbeats) == ("off", 4, 1)
     assert heartbeats.pending(w.conn) is None and store.pending_counters(w.conn) == []
     assert totals(db_path) == {}
-    assert w._sender is None and receiver.connections == 0
+    assert w.delivery._sender is None and receiver.connections == 0
     assert meta(w.conn, "next_due_at") is None
 
 
@@ -213,7 +214,7 @@ def test_local_mode_seals_on_schedule_and_never_sends(
     hbs = heartbeats.history(w.conn)
     assert len(hbs) >= 2 and {h.status for h in hbs} == {"local"}
     assert hbs[-1].counts()["api_usage"] == {"users.list": 3}
-    assert w._sender is None and receiver.connections == 0
+    assert w.delivery._sender is None and receiver.connections == 0
 
 
 def test_hooks_are_called_at_every_step_in_order(
@@ -291,7 +292,7 @@ def test_run_stops_after_the_current_step_and_releases_the_lease(
         return w.stop_event.is_set()
 
     w = Worker(
-        make_config(db_path, endpoint=receiver.url), clock=clock, wait=wait, sleep=lambda _: None
+        *make_config(db_path, endpoint=receiver.url), clock=clock, wait=wait, sleep=lambda _: None
     )
     w.open()
     assert w.run() == 0
@@ -360,7 +361,7 @@ def test_freezegun_clock_first_heartbeat_after_five_minutes(
         import time
 
         track(make_telemetry(clock=time.time))
-        w = Worker(make_config(db_path, endpoint=receiver.url), sleep=lambda _: None)
+        w = Worker(*make_config(db_path, endpoint=receiver.url), sleep=lambda _: None)
         w.open()
         try:
             assert w.tick(time.time()).sealed is None
