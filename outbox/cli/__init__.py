@@ -16,6 +16,7 @@ import click
 from outbox.cli.change import disable, enable, purge, track
 from outbox.cli.context import CliContext, OutboxGroup
 from outbox.cli.forget import forget
+from outbox.cli.offline import export_command, receipt_command
 from outbox.cli.status import status
 from outbox.cli.views import heartbeats_command, preview, show
 from outbox.config import default_db_path
@@ -60,7 +61,19 @@ def cli(ctx: click.Context, db_path: Path) -> None:
     obj.db_path = db_path.expanduser()
 
 
-for command in (status, show, preview, heartbeats_command, purge, enable, disable, track, forget):
+for command in (
+    status,
+    show,
+    preview,
+    heartbeats_command,
+    purge,
+    enable,
+    disable,
+    track,
+    forget,
+    export_command,
+    receipt_command,
+):
     cli.add_command(command)
 
 
