@@ -30,7 +30,8 @@ NOT_COLLECTED: Final[tuple[str, ...]] = (
 #: that the in-app help, the privacy page and the README use.
 SCHEDULE: Final = (
     "Counts are kept on this server first and sent about once an hour (licensed) or once a "
-    "day (community): each installation has its own time slot, so two heartbeats are 0.8 to "
-    "1.2 intervals apart (48 to 72 minutes, or 19.2 to 28.8 hours), the first one 5 minutes "
-    "after the worker starts."
+    "day (community): each installation has its own time slot, so heartbeats are 0.8 to 1.2 "
+    "intervals apart (48 to 72 minutes, or 19.2 to 28.8 hours), never less than 0.7 after a "
+    "late one. The first goes 5 minutes after the worker starts, the second 0.7 to 2 "
+    "intervals later, on the slot."
 )

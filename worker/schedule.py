@@ -15,13 +15,20 @@ The rule (DESIGN.md section 5):
 
 Slot ``k`` of an instance is at ``k * interval + phase + jitter(k)``; consecutive
 slots are 0.8 to 1.2 intervals apart. The next seal is due at the first slot that
-lies more than half an interval after the last seal (a seal made off-grid, for
-example the first one at start + 5 minutes, still leaves at least half an interval
-before the next), and never earlier than 5 minutes after the start.
+lies more than :data:`MIN_GAP` (0.8) intervals after the last seal, and never earlier
+than 5 minutes after the start. A seal made late, up to 10 % of the interval after a
+slot (a restarted worker waits 5 minutes; a long maintenance step), counts as made on
+that slot, so a restart never skips one. So, the bounds the help text states
+(``outbox.disclosure.SCHEDULE``):
+
+* on the slot, two heartbeats are 0.8 to 1.2 intervals apart (48 to 72 minutes
+  licensed, 19.2 to 28.8 hours community), and never less than 0.7 after a late one;
+* the first goes 5 minutes after the worker starts, the second 0.7 to 2 intervals
+  later, on the slot.
 
 Clock going backwards: a last seal (or a start) stamped "in the future" is taken
-as now, so the next heartbeat is due within 0.5 to 1.5 intervals instead of
-being pushed back by however far the clock jumped.
+as now, so the next heartbeat is due within 0.8 to 2 intervals instead of being
+pushed back by however far the clock jumped.
 """
 
 from __future__ import annotations
@@ -30,9 +37,14 @@ import hashlib
 import math
 from typing import Final
 
+from outbox import health
+
 FIRST_DELAY: Final = 300.0
-INTERVALS: Final[dict[str, float]] = {"licensed": 3600.0, "community": 86400.0}
+#: Seconds between heartbeats per edition: the same table :mod:`outbox.health` uses.
+INTERVALS: Final = health.INTERVALS
 JITTER: Final = 0.10
+#: The shortest gap between two heartbeats, in intervals: two slots are never closer.
+MIN_GAP: Final = 1 - 2 * JITTER
 
 
 def interval_for(edition: str) -> float:
@@ -59,6 +71,14 @@ def jitter(instance_id: str, interval: float, k: int) -> float:
 def slot(instance_id: str, interval: float, k: int) -> float:
     """The unix time of slot ``k`` of this instance."""
     return k * interval + phase(instance_id, interval) + jitter(instance_id, interval, k)
+
+
+def slot_at_or_before(t: float, instance_id: str, interval: float) -> float:
+    """The last slot of this instance at or before ``t``."""
+    k = math.floor((t - phase(instance_id, interval)) / interval) + 2
+    while (s := slot(instance_id, interval, k)) > t:
+        k -= 1
+    return s
 
 
 def next_slot_after(t: float, instance_id: str, interval: float) -> float:
@@ -91,4 +111,6 @@ def next_due(
     if last_seal_at is None:
         return first
     last = min(last_seal_at, now)
-    return max(first, next_slot_after(last + interval / 2, instance_id, interval))
+    on_slot = slot_at_or_before(last, instance_id, interval)
+    anchor = on_slot if last - on_slot <= JITTER * interval else last
+    return max(first, next_slot_after(anchor + MIN_GAP * interval, instance_id, interval))

@@ -13,6 +13,7 @@ from tests.helpers import T0
 from worker.schedule import (
     FIRST_DELAY,
     JITTER,
+    MIN_GAP,
     interval_for,
     jitter,
     next_due,
@@ -23,6 +24,10 @@ from worker.schedule import (
 
 IID = "5d0c6a0e-2b7f-4d1c-9a3e-0f1e2d3c4b5a"
 HOUR, DAY = 3600.0, 86400.0
+#: This instance's offset into the hour, slot 10's jitter, and its first three due times
+#: (seconds after a start at T0): computed once from SHA-256 of the instance id.
+PHASE_HOUR, JITTER_10 = 2812.545, 260.991
+KNOWN_DUES = (300.0, 6091.946, 10050.448)
 
 
 def due(
@@ -118,7 +123,7 @@ def test_clock_going_backwards_does_not_push_the_heartbeat_away() -> None:
     last = T0  # sealed at T0, then the clock is set back two days
     now = T0 - 2 * DAY
     d = due(now, start=T0 - HOUR, last=last)  # the start is "in the future" too
-    assert now + 0.5 * HOUR < d <= now + 1.7 * HOUR
+    assert now + 0.8 * HOUR < d <= now + 2.0 * HOUR
     # and a small step back changes next to nothing
     assert abs(due(T0 - 5, start=T0 - DAY, last=last) - due(T0 + 5, start=T0 - DAY, last=last)) <= 5
 
@@ -148,5 +153,38 @@ def test_bounds_hold_for_any_clock(
     assert d >= min(start, now) + FIRST_DELAY  # never before 5 minutes after the start
     if last is not None:
         base = min(last, now)
-        assert d > base + 0.5 * interval  # no burst
-        assert d <= max(min(start, now) + FIRST_DELAY, base + 1.7 * interval + 1e-6)  # no skip
+        assert d > base + (MIN_GAP - JITTER) * interval  # no burst: never closer than 0.7
+        assert d <= max(min(start, now) + FIRST_DELAY, base + 2.0 * interval + 1e-6)  # no skip
+
+
+@pytest.mark.parametrize(("edition", "interval"), [("licensed", HOUR), ("community", DAY)])
+def test_the_bounds_the_help_text_states(edition: str, interval: float) -> None:
+    """outbox.disclosure.SCHEDULE says: 0.8 to 1.2 intervals apart on the slot, the first 5
+    minutes after the start, the second 0.7 to 2 intervals later."""
+    assert MIN_GAP == 0.8
+    ids = [str(uuid.UUID(int=i * 104729 + 3)) for i in range(300)]
+    seconds: list[float] = []
+    on_slot: list[float] = []
+    for iid in ids:
+        first = due(T0, start=T0, last=None, edition=edition, iid=iid)
+        assert first == T0 + FIRST_DELAY
+        second = due(first, start=T0, last=first, edition=edition, iid=iid)
+        seconds.append((second - first) / interval)
+        t = second
+        for _ in range(20):
+            nxt = due(t, start=T0, last=t, edition=edition, iid=iid)
+            on_slot.append((nxt - t) / interval)
+            t = nxt
+    assert 0.7 <= min(seconds) and max(seconds) <= 2.0
+    assert 0.8 < min(on_slot) and max(on_slot) <= 1.2
+    assert min(on_slot) < 0.82 and max(on_slot) > 1.18  # the bounds are reached, not loose
+
+
+def test_known_values() -> None:
+    """Pinned: a change of the rule (or of the hash behind the slots) shows here."""
+    assert round(phase(IID, HOUR), 3) == PHASE_HOUR
+    assert round(jitter(IID, HOUR, 10), 3) == JITTER_10
+    first = due(T0, start=T0, last=None)
+    second = due(first, start=T0, last=first)
+    third = due(second, start=T0, last=second)
+    assert (first - T0, round(second - T0, 3), round(third - T0, 3)) == KNOWN_DUES
