@@ -299,3 +299,42 @@ def test_next_due_as_the_worker_stores_it(run, outbox, stored):
     assert field(run("status", env=scenes.ON).output, "next due") == "2026-11-25 12:00 UTC (in 2h)"
     doc = json.loads(run("status", "--json", env=scenes.ON).stdout)
     assert doc["next_due_at"] == "2026-11-25T12:00:00Z"
+
+
+def test_a_worker_nobody_started_is_reported_with_the_command(run, outbox, clock):
+    outbox.track("command", "sync")
+    clock.advance(3 * 3600)
+    doc = json.loads(run("status", "--json", env=scenes.ON).stdout)
+    health = doc["worker_health"]
+    assert (health["missing"], health["last_seen_at"]) == (True, None)
+    assert health["message"] == (
+        "no worker has ever run on this outbox and counts have waited 3 hours, so nothing is "
+        "sent; start outbox-worker with the same HELIOS_TELEMETRY_* environment as the app (a "
+        "systemd unit is in contrib/systemd), or run `outbox-worker --once` from cron"
+    )
+    assert doc["problems"] == [health["message"]]
+    text = run("status", env=scenes.ON).output
+    assert field(text, "problem") == health["message"]
+    # While sharing is off nobody is missing.
+    assert json.loads(run("status", "--json").stdout)["worker_health"]["missing"] is False
+
+
+def test_files_open_to_other_users_are_reported(run, outbox):
+    outbox.track("command", "sync")
+    outbox.path.chmod(0o644)
+    doc = json.loads(run("status", "--json", env=scenes.ON).stdout)
+    assert doc["files_open_to_others"] == [{"path": str(outbox.path), "mode": "0644"}]
+    assert doc["problems"][0] == (
+        f"{outbox.path} is readable or writable by other users (mode 0644); make it private: "
+        f"chmod 600 {outbox.path}"
+    )
+
+
+def test_a_worker_holding_back_is_reported(run, outbox):
+    outbox.track("command", "sync")
+    outbox.set_meta(
+        "worker_held_back", {"message": "telemetry is off for this worker (…)", "at": 1}
+    )
+    doc = json.loads(run("status", "--json").stdout)
+    assert doc["worker_health"]["held_back"]["message"] == "telemetry is off for this worker (…)"
+    assert "telemetry is off for this worker (…)" in doc["problems"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from outbox import OutboxCorrupt, OutboxMissing, SchemaMismatch, db
+from outbox import OutboxCorrupt, OutboxMissing, SchemaMismatch, Telemetry, db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,3 +173,32 @@ def test_the_wheel_ships_the_schema(tmp_path: Path) -> None:
         assert "outbox/schema.sql" in names
         assert z.read("outbox/schema.sql").decode() == (ROOT / "schema.sql").read_text()
         assert {"outbox/py.typed", "worker/py.typed"} <= names
+
+
+def test_a_new_outbox_and_its_folders_are_private(tmp_path: Path) -> None:
+    """Made by telemetry: every folder it creates 0700, the file and its -wal and -shm 0600."""
+    path = tmp_path / "a" / "b" / "c" / "telemetry.db"
+    t = Telemetry(db_path=path, enabled=True, environ={})
+    assert t.track_api_call("users.list")
+    try:
+        for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+            assert folder.stat().st_mode & 0o777 == 0o700, folder
+        for suffix in ("", "-wal", "-shm"):
+            f = path.with_name(path.name + suffix)
+            assert f.stat().st_mode & 0o777 == 0o600, f
+        assert db.open_to_others(path) == []
+    finally:
+        t.close()
+
+
+def test_an_existing_open_file_keeps_its_mode_and_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.db"
+    db.connect(path).close()
+    path.chmod(0o644)
+    t = Telemetry(db_path=path, enabled=True, environ={})
+    assert t.track_api_call("users.list")
+    try:
+        assert path.stat().st_mode & 0o777 == 0o644  # the operator's choice is not overridden
+        assert (path, 0o644) in db.open_to_others(path)
+    finally:
+        t.close()
