@@ -32,12 +32,14 @@ from typing import Any, Final
 from outbox import consent, db, health, heartbeats, store
 from outbox.config import Config, Decision
 from outbox.consent import Switched
-from outbox.contract import DROP_REASONS, MAX_COUNT, DropReason, Kind, is_valid_name
+from outbox.contract import DROP_REASONS, KINDS, MAX_COUNT, DropReason, Kind, is_valid_name
 from outbox.errors import OutboxBusy, OutboxError, OutboxMissing, translate
 from outbox.health import WorkerHealth
 from outbox.store import ADD_DROP_IF_ON, INSERT_EVENT, Meta
 
 log = logging.getLogger("outbox")
+
+_KINDS: Final = frozenset(KINDS)
 
 #: Size of the outbox file past which track calls stop appending and count
 #: ``over_capacity`` instead (checked every :data:`SIZE_CHECK_EVERY` writes). The
@@ -125,6 +127,8 @@ class Telemetry:
         self._new_id = new_id
         self._monotonic = monotonic
         self._cfg: Config | None = None
+        self._off: bool | None = None  # locked off by the environment (None: not read yet)
+        self._assumed = "false"  # what the INSERT assumes when the organisation never chose
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -152,6 +156,8 @@ class Telemetry:
             problem = cfg.enabled_problem
             if problem is not None:
                 self._note(problem.message)  # off, and said once, the same words everywhere
+            self._assumed = cfg.assumed
+            self._off = cfg.locked_off
         return cfg
 
     @property
@@ -184,34 +190,40 @@ class Telemetry:
         :returns: True when the event was stored, False when it was not (telemetry
             off, or dropped and counted).
         """
+        # The hot path: what the configuration says is read once (``_off``, ``_assumed``);
+        # a fork is handled by the at-fork hook, not by a getpid() per call.
         try:
-            cfg = self._cfg or self._config()
-            if cfg.locked_off:
+            if self._off is None:
+                self._config()
+            if self._off:
                 return False
             if not (
-                is_valid_name(name)
-                and type(count) is int
+                type(count) is int
                 and 1 <= count <= MAX_COUNT
-                and kind in ("api", "command", "ui")
+                and kind in _KINDS
+                and is_valid_name(name)
             ):
                 self.count_dropped("invalid_name")
                 return False
             at = int(self._clock())
-            if self._pid != os.getpid():
-                self._forget_parent()
             with self._lock:
-                conn = self._conn or self._open(cfg)
+                conn = self._conn or self._open(self._config())
                 if conn is None:
                     return False
                 if self._full:
-                    self._write(conn, ADD_DROP_IF_ON, (count, "over_capacity", cfg.assumed))
+                    self._write(conn, ADD_DROP_IF_ON, (count, "over_capacity", self._assumed))
                     stored = False
                 else:
-                    row = (kind, name, count, at, cfg.assumed)
-                    stored = self._write(conn, INSERT_EVENT, row) == 1
+                    row = (kind, name, count, at, self._assumed)
+                    try:
+                        stored = conn.execute(INSERT_EVENT, row).rowcount == 1
+                    except sqlite3.OperationalError as e:
+                        if not db.is_busy(e):
+                            raise
+                        stored = self._write(conn, INSERT_EVENT, row) == 1
                 self._writes += 1
-                if self._unstored or self._writes % FILE_CHECK_EVERY == 0:
-                    self._housekeeping(conn, cfg)
+                if self._unstored or not self._writes % FILE_CHECK_EVERY:
+                    self._housekeeping(conn, self._config())
                 return stored
         except (sqlite3.Error, _Unavailable) as e:
             self._storage_failed(e, count if type(count) is int and count > 0 else 1)
@@ -224,11 +236,9 @@ class Telemetry:
         if reason not in DROP_REASONS or type(n) is not int or n <= 0:
             return
         try:
-            cfg = self._cfg or self._config()
-            if cfg.locked_off:
+            cfg = self._config()
+            if self._off:
                 return
-            if self._pid != os.getpid():
-                self._forget_parent()
             with self._lock:
                 conn = self._conn or self._open(cfg)
                 if conn is None:
@@ -261,7 +271,7 @@ class Telemetry:
                 self._absent_until = now + REOPEN_AFTER
                 return None
         try:
-            conn = db.connect(cfg.db_path, busy_timeout=self._busy_timeout)
+            conn = db.connect(cfg.db_path, busy_timeout=self._busy_timeout, wal_size_limit=None)
         except OutboxBusy as e:
             raise _Unavailable(str(e)) from e  # transient: try again on the next call
         except OutboxError as e:

@@ -96,6 +96,7 @@ def connect(
     create: bool = True,
     readonly: bool = False,
     wal_autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES,
+    wal_size_limit: int | None = WAL_SIZE_LIMIT,
 ) -> sqlite3.Connection:
     """Open (and when needed create or migrate) the outbox at ``path``.
 
@@ -103,6 +104,10 @@ def connect(
         :class:`OutboxMissing`.
     :param readonly: open without write access (``mode=ro``); the schema is then
         only checked, not created.
+    :param wal_size_limit: bytes the WAL file is truncated to when this connection starts
+        it over; ``None`` for track calls: SQLite then skips a check that costs about
+        2.5 µs per commit (``benchmarks/track_latency.py``), and the worker's connection,
+        which restarts the WAL after its checkpoints, keeps the file small.
     :raises StorageError: (or a subclass) with what to do about it.
     """
     p = Path(path)
@@ -135,7 +140,12 @@ def connect(
         # Processes creating a new outbox at the same instant race for the WAL
         # switch, which returns "locked" without waiting: retry those steps.
         retry_busy(
-            lambda: _configure(conn, readonly=readonly, wal_autocheckpoint=wal_autocheckpoint),
+            lambda: _configure(
+                conn,
+                readonly=readonly,
+                wal_autocheckpoint=wal_autocheckpoint,
+                wal_size_limit=wal_size_limit,
+            ),
             timeout=busy_timeout,
         )
         retry_busy(lambda: ensure_schema(conn, readonly=readonly, path=p), timeout=busy_timeout)
@@ -217,7 +227,13 @@ def retry_busy(fn: Callable[[], T], *, timeout: float) -> T:
         delay = min(delay * 2, 0.002)
 
 
-def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: int) -> None:
+def _configure(
+    conn: sqlite3.Connection,
+    *,
+    readonly: bool,
+    wal_autocheckpoint: int,
+    wal_size_limit: int | None = WAL_SIZE_LIMIT,
+) -> None:
     # Only reads on an existing outbox: setting auto_vacuum or journal_mode writes
     # the header, and a write here would queue behind every busy track call.
     if not readonly:
@@ -237,7 +253,8 @@ def _configure(conn: sqlite3.Connection, *, readonly: bool, wal_autocheckpoint: 
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
     # After a checkpoint resets the WAL, truncate the file back to this size.
-    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+    limit = -1 if wal_size_limit is None else int(wal_size_limit)
+    conn.execute(f"PRAGMA journal_size_limit = {limit}")
 
 
 def ensure_schema(
