@@ -60,6 +60,7 @@ def run(worker: Worker) -> int:
             if isinstance(err, OutboxCorrupt):
                 worker.reopen()
         wake = now + failure_pause(errors) if errors else next_wake(worker, now, summary)
+        log.debug("cycle done (%s); the next in %.0f s", summary.mode, wake - now)
         if worker.wait(max(0.0, wake - clock())):
             break
     log.info("stopping: the current step finished")
