@@ -79,14 +79,6 @@ class _Unavailable(Exception):
     """The outbox could not be opened (the message says why)."""
 
 
-def _inode(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 class Telemetry:
     """Usage counters of one Helios instance, stored in its outbox.
 
@@ -281,7 +273,7 @@ class Telemetry:
         conn.execute("PRAGMA busy_timeout = 0")  # _write does the waiting
         self._conn = conn
         self._pid = os.getpid()
-        self._inode = _inode(cfg.db_path)
+        self._inode = db.file_identity(cfg.db_path)
         self._full = self._over_size(conn)
         self._on_open(conn, cfg)
         return conn
@@ -314,7 +306,7 @@ class Telemetry:
             if n:
                 conn.execute(ADD_DROP_IF_ON, (n, reason, cfg.assumed))
             del self._unstored[reason]
-        if self._writes % FILE_CHECK_EVERY == 0 and _inode(cfg.db_path) != self._inode:
+        if self._writes % FILE_CHECK_EVERY == 0 and db.file_identity(cfg.db_path) != self._inode:
             self._conn = None  # replaced or moved away: reopen the file at the path next call
             conn.close()
             return
@@ -352,7 +344,7 @@ class Telemetry:
         with self._lock:
             conn, self._conn = self._conn, None
             self._open_error = text
-            replaced = conn is not None and _inode(self._config().db_path) != self._inode
+            replaced = conn is not None and db.file_identity(self._config().db_path) != self._inode
             self._retry_at = 0.0 if replaced else self._monotonic() + REOPEN_AFTER
         if conn is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):

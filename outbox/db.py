@@ -76,6 +76,16 @@ def _create_file(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none: tells whether
+    another file now stands where the outbox was (moved aside, replaced)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def open_to_others(path: Path) -> list[tuple[Path, int]]:
     """The outbox's files that others may read or write: ``(path, mode)`` pairs."""
     found = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from outbox import maintenance, store
 from outbox.contract import iso_utc
-from outbox.db import transaction
+from outbox.db import file_identity, transaction
 from outbox.errors import translate
 from outbox.store import Meta
 from worker.errors import LeaseHeld
@@ -24,15 +24,6 @@ from worker.lease import Lease, LeaseRow
 from worker.recovery import open_outbox
 
 log = logging.getLogger("worker")
-
-
-def inode(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``, None when there is none."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 class OutboxHandle:
@@ -81,7 +72,7 @@ class OutboxHandle:
             self._conn, _ = open_outbox(self.path, now=self._clock())
         except sqlite3.Error as e:
             raise translate(e, self.path) from e
-        self._inode = inode(self.path)
+        self._inode = file_identity(self.path)
         self.lease = Lease(self.conn, ttl=self._ttl)
         while (holder := self._acquire()) is not None:
             text = (
@@ -103,14 +94,14 @@ class OutboxHandle:
 
     def replaced(self) -> bool:
         """True when another file (or none) now stands at the path."""
-        return inode(self.path) != self._inode
+        return file_identity(self.path) != self._inode
 
     def reopen(self) -> None:
         """The outbox went bad or was replaced while we ran: check it again, recovering it."""
         self.close(release=False)
         now = self._clock()
         self._conn, _ = open_outbox(self.path, now=now)
-        self._inode = inode(self.path)
+        self._inode = file_identity(self.path)
         self.lease = Lease(self._conn, ttl=self._ttl)
         holder = self.lease.acquire(now)
         if holder is not None:
