@@ -153,7 +153,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
 
     storage = Storage(tmp_path / "c.db")
     assert storage.migrate(now=1) == 0
-    assert storage.migrate(now=2) == 1
+    assert storage.migrate(now=2) == 2
     storage.close()
     rows = sqlite3.connect(tmp_path / "c.db").execute("SELECT * FROM schema_version").fetchall()
-    assert rows == [(1, 1)]
+    assert rows == [(2, 1)]
