@@ -65,7 +65,8 @@ def exact_sum(column: Any) -> tuple[Any, Any]:
     SQLite's ``SUM`` fails with "integer overflow" past 64 bits; the high and low
     32-bit halves summed apart stay far below it (2³¹ rows at least).
     """
-    return sa.func.sum(column.op(">>")(32)), sa.func.sum(column.op("&")(_LOW))
+    shift, low = sa.literal_column("32"), sa.literal_column(str(_LOW))  # inline: no bind types
+    return sa.func.sum(column.op(">>")(shift)), sa.func.sum(column.op("&")(low))
 
 
 def joined(high: Any, low: Any) -> int:

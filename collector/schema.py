@@ -122,8 +122,7 @@ def _upgrade_2(conn: sa.Connection) -> None:
     name_instances.create(conn)
     spans: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     h = instance_heartbeats
-    result = conn.execution_options(yield_per=500).execute(sa.select(h.c.body))
-    for (body,) in result:
+    for (body,) in conn.execute(sa.select(h.c.body).execution_options(yield_per=500)):
         hb = parse(bytes(body), limits=NO_LIMITS)
         for day, kind, name, _ in hb.rows:
             span = spans.get((kind, name, hb.instance_id))

@@ -28,14 +28,18 @@ def test_a_database_locked_by_another_process_is_503_not_500(tmp_path: Path) -> 
     with serve_in_thread(app) as running, httpx.Client(base_url=running.url) as http:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         r = http.post(
-            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json", **auth(IID)}
+            "/api/instances/heartbeat",
+            content=body(),
+            headers={"Content-Type": "application/json", **auth(IID)},
         )
         assert r.status_code == 503
         assert r.headers["retry-after"] == "5"
         assert "locked" in r.json()["error"]
         other.execute("ROLLBACK")
         again = http.post(
-            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json", **auth(IID)}
+            "/api/instances/heartbeat",
+            content=body(),
+            headers={"Content-Type": "application/json", **auth(IID)},
         )
         assert again.json()["status"] == "accepted"
     other.close()

@@ -117,8 +117,8 @@ def test_outbox_forget_against_the_collector(collector: Collector, tmp_path: Pat
     from click.testing import CliRunner
 
     from outbox import Telemetry, db, heartbeats, store
-    from outbox.contract import bearer
     from outbox.cli import CliContext, cli
+    from outbox.contract import bearer
 
     path = tmp_path / "helios" / "telemetry.db"
     t = Telemetry(db_path=path, enabled=True, environ={}, clock=collector.clock)

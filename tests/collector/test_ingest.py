@@ -17,7 +17,18 @@ from collector.server import serve_in_thread
 from collector.validate import Limits
 from outbox.contract import sha256_hex
 from tests.collector.conftest import Collector
-from tests.collector.payloads import DAY, IID, IID2, MIX, auth, auth_of, body, dumps, payload, totals
+from tests.collector.payloads import (
+    DAY,
+    IID,
+    IID2,
+    MIX,
+    auth,
+    auth_of,
+    body,
+    dumps,
+    payload,
+    totals,
+)
 from tests.helpers import FakeClock
 
 
