@@ -14,6 +14,8 @@ from collector import validate as v
 from collector.insights import MAX_DAYS, MAX_TOP
 from outbox.contract import (
     CONTRACT_DROP_REASONS,
+    EXPORT_FORMAT,
+    FILE_VERSION,
     MAX_NAME_LENGTH,
     PAYLOAD_KEYS,
     PAYLOAD_SCHEMA_VERSION,
@@ -117,6 +119,31 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "properties": {
             "status": {"type": "string", "enum": ["accepted", "duplicate"]},
             "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    }
+    export_file = {
+        "type": "object",
+        "description": "What `outbox export` writes. payload_sha256 must be the SHA-256 of "
+        "the decoded payload_base64 (the frozen heartbeat bytes), which JSON Schema cannot say.",
+        "required": [
+            "format",
+            "version",
+            "heartbeat_id",
+            "instance_id",
+            "sequence",
+            "payload_sha256",
+            "payload_base64",
+        ],
+        "properties": {
+            "format": {"const": EXPORT_FORMAT},
+            "version": {"const": FILE_VERSION},
+            "heartbeat_id": uuid,
+            "instance_id": uuid,
+            "sequence": {"type": "integer", "minimum": 1},
+            "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "payload_base64": {"type": "string", "contentEncoding": "base64"},
+            "payload": {"$ref": "#/components/schemas/Heartbeat"},
+            "authorization": {"type": ["string", "null"], "pattern": "^Bearer "},
         },
     }
     error = {
@@ -228,7 +255,11 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                     "file. Same validation and idempotency as the heartbeat endpoint.",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"type": "object"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ExportFile"}
+                            }
+                        },
                     },
                     "responses": {
                         "200": {
@@ -284,6 +315,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                 "Counts": counts,
                 "DayCounts": day_counts,
                 "Error": error,
+                "ExportFile": export_file,
             },
             "securitySchemes": {
                 "instanceSecret": {
@@ -297,4 +329,6 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
     }
     for public in ("/api/insights", "/insights", "/healthz"):
         doc["paths"][public]["get"]["security"] = []  # anyone may read these
+    # The header, or else the secret inside the export file.
+    doc["paths"]["/api/instances/import"]["post"]["security"] = [{"instanceSecret": []}, {}]
     return doc

@@ -96,6 +96,9 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
                 "all",
                 "--exclude-checks",
                 "positive_data_acceptance",
+                # An export file's hash must match its base64 payload: random files never do.
+                "--exclude-path",
+                "/api/instances/import",
                 "--max-examples",
                 "40",
                 "--seed",
