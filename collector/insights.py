@@ -65,7 +65,9 @@ def exact_sum(column: Any) -> tuple[Any, Any]:
     SQLite's ``SUM`` fails with "integer overflow" past 64 bits; the high and low
     32-bit halves summed apart stay far below it (2³¹ rows at least).
     """
-    shift, low = sa.literal_column("32"), sa.literal_column(str(_LOW))  # inline: no bind types
+    # Inline literals: a bound 32 would be a bigint, and PostgreSQL has no bigint >> bigint.
+    shift: Any = sa.literal_column("32")
+    low: Any = sa.literal_column(str(_LOW))
     return sa.func.sum(column.op(">>")(shift)), sa.func.sum(column.op("&")(low))
 
 
