@@ -207,3 +207,14 @@ def test_every_collector_module_loads_only_the_contract_of_outbox() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env()
     )
     assert out.stdout.strip() == "['outbox', 'outbox.contract']"
+
+
+def test_the_readme_documents_every_option_and_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The reference collector", 1)[1].split("\n## ", 1)[0]
+    for param in main.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--") and opt != "--help":
+                assert f"`{opt}" in section, opt
+    for name in main.commands:  # type: ignore[attr-defined]
+        assert f"outbox-collector {name}" in section, name
