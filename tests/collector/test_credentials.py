@@ -197,3 +197,27 @@ def test_the_secret_of_one_instance_opens_no_other(collector: Collector) -> None
     assert collector.instance(IID2, **auth(IID)).status_code == 401
     assert collector.forget(IID2, **auth(IID)).status_code == 401
     assert collector.instance(IID2).status_code == 200
+
+
+def test_in_one_batch_the_first_accepted_heartbeat_binds(storage: Storage) -> None:
+    """Heartbeats of a new instance with two secrets stored in one transaction (what the
+    group commit does under load): the first one binds, the other secret's are refused
+    and leave nothing, even a row inserted before the binding was known."""
+    storage.migrate(now=0)
+    one, two = secret_hash("a" * 43), secret_hash("b" * 43)
+    batch = [
+        dataclasses.replace(parse(body(sequence=s)), credential=c)
+        for s, c in ((1, one), (2, two), (3, one), (4, two))
+    ]
+    outcomes = storage.ingest(batch, now=1)
+    assert [o.status for o in outcomes] == ["accepted", "unauthorized", "accepted", "unauthorized"]
+    info = storage.instance(IID, credential=one)
+    assert info is not None
+    assert (info.heartbeats, info.last_sequence) == (2, 3)
+    assert info.totals == {k: 2 * v for k, v in totals(MIX).items()}
+    assert (
+        storage.read(
+            lambda c: c.execute(sa.select(sa.func.count()).select_from(instance_heartbeats))
+        ).scalar_one()
+        == 2
+    )
