@@ -259,18 +259,19 @@ class Storage:
             return []
         return self.write(lambda conn: records.ingest(conn, self._sql, batch, now))
 
-    def forget(self, instance_id: str, *, credential: str | None) -> Forgotten | None:
+    def forget(self, instance_id: str, *, credential: str | None = None) -> Forgotten | None:
         """Delete ``instance_id`` and subtract exactly its counts, in one transaction.
 
-        :param credential: the hash of the secret the request came with; ``None`` only
-            for the operator (the command line), who needs none.
+        :param credential: the hash of the secret the request came with (the HTTP routes
+            always pass it); ``None`` is the operator (the command line, tests), who
+            needs none.
         :returns: what was removed, or ``None`` for an instance never seen.
         :raises collector.errors.Unauthorized: not the instance's secret.
         """
         return self.write(lambda conn: records.forget(conn, self._sql, instance_id, credential))
 
     def instance(
-        self, instance_id: str, *, credential: str | None, max_gaps: int = 1000
+        self, instance_id: str, *, credential: str | None = None, max_gaps: int = 1000
     ) -> InstanceInfo | None:
         """What the collector holds about one instance, or ``None``.
 
