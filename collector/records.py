@@ -206,13 +206,15 @@ def bind_first(
 
 
 def name_spans(heartbeats: Iterable[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
-    """(kind, name, instance id) → [first day, last day] reported, sorted by key."""
+    """(instance id, kind, name) → [first day, last day] reported, sorted by key (the
+    table's primary key, so PostgreSQL locks in one order)."""
     spans: dict[tuple[str, str, str], list[str]] = {}
     for hb in heartbeats:
         for day, kind, name, _ in hb.rows:
-            span = spans.get((kind, name, hb.instance_id))
+            key = (hb.instance_id, kind, name)
+            span = spans.get(key)
             if span is None:
-                spans[(kind, name, hb.instance_id)] = [day, day]
+                spans[key] = [day, day]
             elif day < span[0]:
                 span[0] = day
             elif day > span[1]:

@@ -88,17 +88,20 @@ instances = sa.Table(
 
 #: Which instances reported which name, and over which UTC days (first and last): what
 #: the public insights count distinct instances with (k-anonymity, "used by N
-#: instances"). One row per (kind, name, instance), whatever the number of days or
+#: instances"). One row per (instance, kind, name), whatever the number of days or
 #: heartbeats: 10,000 instances using 1,000 names of each kind is 30 million rows at
-#: most, growing with the fleet, not with time.
+#: most, growing with the fleet, not with time. Keyed by instance first, and on SQLite
+#: stored in its key's order (WITHOUT ROWID): the rows one heartbeat touches sit
+#: together (a page or two to write, not one per name), and forget deletes one range.
 name_instances = sa.Table(
     "name_instances",
     metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("instance_id", sa.String(36), primary_key=True, index=True),
     sa.Column("first_day", sa.String(10), nullable=False),
     sa.Column("last_day", sa.String(10), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: Runs of sequence numbers an instance skipped (``first_missing``..``last_missing``);
@@ -125,14 +128,14 @@ def _upgrade_2(conn: sa.Connection) -> None:
     for (body,) in conn.execute(sa.select(h.c.body).execution_options(yield_per=500)):
         hb = parse(bytes(body), limits=NO_LIMITS)
         for day, kind, name, _ in hb.rows:
-            span = spans.get((kind, name, hb.instance_id))
+            span = spans.get((hb.instance_id, kind, name))
             if span is None:
-                spans[(kind, name, hb.instance_id)] = [day, day]
+                spans[(hb.instance_id, kind, name)] = [day, day]
             else:
                 span[0], span[1] = min(span[0], day), max(span[1], day)
     rows = [
-        {"kind": k, "name": n, "instance_id": i, "first_day": f, "last_day": la}
-        for (k, n, i), (f, la) in sorted(spans.items())
+        {"instance_id": i, "kind": k, "name": n, "first_day": f, "last_day": la}
+        for (i, k, n), (f, la) in sorted(spans.items())
     ]
     for start in range(0, len(rows), 5000):
         conn.execute(sa.insert(name_instances), rows[start : start + 5000])
