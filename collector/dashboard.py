@@ -47,8 +47,10 @@ th { color: var(--muted); font-weight: 500; font-size: .85rem; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .88rem;
           overflow-wrap: break-word; }
-td.bar { width: 24%; }
+td.bar { width: 22%; }
+span.share { color: var(--muted); font-size: .8rem; display: inline-block; min-width: 3.4em; }
 tr.other td { color: var(--muted); font-style: italic; }
+p.note { color: var(--muted); font-size: .9rem; margin: 12px 2px 0; }
 td.bar svg { display: block; }
 .legend span { display: inline-flex; align-items: center; margin-right: 14px; font-size: .9rem; }
 .legend i { width: 12px; height: 12px; border-radius: 3px; display: inline-block;
@@ -138,8 +140,9 @@ def _top_table(kind: str, rows: list[Mapping[str, Any]], other: int, k: int) -> 
         f'<tr data-testid="top-{kind}-row"><td class="name">{_name(str(r["name"]))}</td>'
         f'<td class="bar">{_bar(int(r["count"]), largest, COLORS[kind])}</td>'
         f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td>'
-        f'<td class="num" data-testid="top-{kind}-instances">{fmt(int(r["instances"]))}</td>'
-        f'<td class="num" data-testid="top-{kind}-share">{percent(float(r["share"]))}</td></tr>'
+        f'<td class="num"><span data-testid="top-{kind}-instances">{fmt(int(r["instances"]))}'
+        f'</span> <span class="share" data-testid="top-{kind}-share">'
+        f"{percent(float(r['share']))}</span></td></tr>"
         for r in rows
     )
     if other:
@@ -148,11 +151,11 @@ def _top_table(kind: str, rows: list[Mapping[str, Any]], other: int, k: int) -> 
             f'title="names used by fewer than {k} instances, and names past the list">'
             f'{OTHER}</td><td class="bar">{_bar(other, largest, COLORS[kind])}</td>'
             f'<td class="num" data-testid="other-{kind}-count">{fmt(other)}</td>'
-            "<td></td><td></td></tr>"
+            "<td></td></tr>"
         )
     return (
         '<table><thead><tr><th>name</th><th></th><th class="num">count</th>'
-        '<th class="num">instances</th><th class="num">share</th></tr></thead>'
+        '<th class="num">instances</th></tr></thead>'
         f"<tbody>{body}</tbody></table>"
     )
 
@@ -233,10 +236,10 @@ The last <strong data-testid="window-days">{days}</strong> UTC days,
 <section class="panel"><h2>Daily usage</h2><div class="legend">{legend}</div>
 {daily_chart(doc["daily"])}</section>
 <div class="grid">{tops}</div>
-<p class="lead" data-testid="k-anonymity">A name or version is shown once at least
+<p class="note" data-testid="k-anonymity">A name or version is shown once at least
 {k_min} instances reported it in this window; the others are summed as
 &ldquo;{OTHER}&rdquo;, so every table adds up to the totals. &ldquo;instances&rdquo; is
-how many instances used a name, &ldquo;share&rdquo; their part of the
+how many instances used a name, with their share of the
 {fmt(int(inst["in_window"]))} instances active in the window.</p>
 <div class="grid">
 <section class="panel"><h2>Editions</h2>
