@@ -5,8 +5,9 @@ operator starts it; the clients are threads, each with its own keep-alive connec
 Bodies are built before the clock starts (by the outbox's own payload code): a
 fleet of instances, each heartbeat 4-40 names over one or two UTC days, and a
 share of them sent twice (a worker retrying after a lost answer), so the
-duplicate path is measured too. Every answer is checked: 200 accepted/duplicate
-as expected, anything else is counted as an error.
+duplicate path is measured too. Each request carries its instance's secret
+(``Authorization: Bearer``), as the worker sends it. Every answer is checked: 200
+accepted/duplicate as expected, anything else is counted as an error.
 
     python benchmarks/collector_load.py                      # SQLite and PostgreSQL
     python benchmarks/collector_load.py --backend sqlite --heartbeats 20000
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import http.client
 import itertools
 import json
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from outbox.contract import encode
+from outbox.contract import bearer, encode
 from outbox.payload import Aggregate, build_payload
 
 API = [
@@ -126,6 +128,11 @@ def make_bodies(n: int, duplicate_share: float, seed: int = 7) -> tuple[list[byt
     return [b for _, b in keyed], uniques
 
 
+def authorization(instance_id: bytes) -> str:
+    """A fixed secret per instance (a real outbox makes a random one)."""
+    return bearer("bench-" + hashlib.sha256(instance_id).hexdigest()[:40])
+
+
 def load(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], dict[str, int]]:
     """Send ``bodies`` from ``clients`` threads, each with its own keep-alive connection.
 
@@ -145,7 +152,12 @@ def load(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float
         while (i := next(next_index)) < len(bodies):
             body = bodies[i]
             hid = body[body.index(b'"heartbeat_id":"') + 16 :][:36].decode()
-            headers = {"Content-Type": "application/json", "Idempotency-Key": hid}
+            iid = body[body.index(b'"instance_id":"') + 15 :][:36]
+            headers = {
+                "Content-Type": "application/json",
+                "Idempotency-Key": hid,
+                "Authorization": authorization(iid),
+            }
             t = time.perf_counter()
             try:
                 conn.request("POST", "/api/instances/heartbeat", body=body, headers=headers)

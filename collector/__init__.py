@@ -1,7 +1,8 @@
 """The reference receiving service for Helios telemetry heartbeats.
 
-``POST /api/instances/heartbeat`` validates schema version 1 and counts each
-heartbeat exactly once; ``GET /insights`` is the public dashboard. Run it with
+``POST /api/instances/heartbeat`` validates schema version 1, takes a heartbeat only
+with its instance's secret, and counts each exactly once; ``GET /insights`` is the
+public dashboard, k-anonymous. Run it with
 ``outbox-collector`` (or ``python -m collector``); embed it with::
 
     from collector import Storage, create_app
@@ -15,6 +16,7 @@ from collector.errors import (
     SchemaTooNew,
     StorageBusy,
     StorageError,
+    Unauthorized,
 )
 from collector.storage import Forgotten, InstanceInfo, Outcome, Storage
 from collector.validate import Heartbeat, Limits, parse
@@ -31,6 +33,7 @@ __all__ = [
     "Storage",
     "StorageBusy",
     "StorageError",
+    "Unauthorized",
     "create_app",
     "parse",
 ]

@@ -2,6 +2,7 @@
 
 =========================================  =============================================
 ``POST /api/instances/heartbeat``          store one heartbeat (DESIGN.md section 2)
+``POST /api/instances/import``             store one exported heartbeat; answer a receipt
 ``GET /api/instances/{instance_id}``       what is stored about one instance
 ``DELETE /api/instances/{instance_id}``    forget an instance (``outbox forget``)
 ``GET /api/insights?days=N&top=K``         the public numbers, JSON
@@ -9,12 +10,16 @@
 ``GET /openapi.json``, ``GET /healthz``    the API description; liveness
 =========================================  =============================================
 
-Nothing here reads the client's address or forwarding headers.
+Nothing here reads the client's address or forwarding headers. Everything about one
+instance (storing, reading, forgetting) needs its secret as ``Authorization: Bearer``
+(401 otherwise, before anything is read from the database); an unexpected error is a
+JSON 500, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -24,16 +29,17 @@ from typing import Any, Final
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from collector import dashboard, insights, openapi
+from collector import dashboard, insights, offline, openapi
 from collector.batcher import DEFAULT_MAX_QUEUE, Batcher
-from collector.errors import CollectorError, PayloadError, StorageBusy
-from collector.storage import Storage
-from collector.validate import DEFAULT_LIMITS, Limits, check_idempotency_key, parse
+from collector.errors import CollectorError, PayloadError, StorageBusy, Unauthorized
+from collector.storage import Outcome, Storage
+from collector.validate import DEFAULT_LIMITS, Heartbeat, Limits, check_idempotency_key, parse
+from outbox.contract import AUTHORIZATION_HEADER, secret_from_header, secret_hash
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("collector.access")
@@ -46,9 +52,20 @@ _UUID_RE = re.compile(
 )
 
 
+NO_SECRET = (
+    "send the instance secret as Authorization: Bearer <secret> (the outbox's worker and "
+    "`outbox forget` do); nothing was read or stored"
+)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="helios-telemetry"'}
+
+
 def _error(exc: CollectorError) -> JSONResponse:
     if isinstance(exc, PayloadError):
         return JSONResponse(exc.as_json(), status_code=exc.status)
+    if isinstance(exc, Unauthorized):
+        return JSONResponse(
+            {"error": exc.message, "field": AUTHORIZATION_HEADER}, 401, headers=_CHALLENGE
+        )
     if isinstance(exc, StorageBusy):
         log.warning("storage busy: %s", exc)
         return JSONResponse(
@@ -70,12 +87,23 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadError(413, f"the body is {declared[:20]} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadError(413, f"the body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"the body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut by the server's body deadline: nobody to answer
+        raise PayloadError(400, "the client went away before its body was complete") from None
     return b"".join(chunks)
+
+
+def credential(request: Request) -> str:
+    """The hash of the request's instance secret; :class:`Unauthorized` when it has none."""
+    secret = secret_from_header(request.headers.get("authorization"))
+    if secret is None:
+        raise Unauthorized(NO_SECRET)
+    return secret_hash(secret)
 
 
 def _content_type_is_json(request: Request) -> bool:
@@ -107,6 +135,7 @@ def create_app(
     max_queue: int | None = None,
     migrate: bool = True,
     access_log_enabled: bool = False,
+    min_instances: int = insights.DEFAULT_MIN_INSTANCES,
 ) -> ASGIApp:
     """Build the collector's ASGI app on ``storage``.
 
@@ -118,7 +147,11 @@ def create_app(
     :param max_queue: heartbeats waiting at most before answering 503.
     :param migrate: create or upgrade the schema now (the CLI always does).
     :param access_log_enabled: log one line per request, without the client's address.
+    :param min_instances: K: the public insights show a name or version only once this
+        many distinct instances reported it in the window (the rest is "other").
     """
+    if min_instances < 1:
+        raise ValueError("min_instances must be at least 1")
     if migrate:
         storage.migrate(now=int(clock()))
     batcher = Batcher(
@@ -129,8 +162,31 @@ def create_app(
         max_queue=max_queue or DEFAULT_MAX_QUEUE,
     )
 
+    async def store(hb: Heartbeat) -> Outcome:
+        outcome = await batcher.submit(hb)
+        if outcome.status == "unauthorized":
+            log.warning("heartbeat %s: refused, not its instance's secret", hb.heartbeat_id)
+            raise Unauthorized(
+                "this instance is registered with another secret: nothing was stored. "
+                "Only the outbox that sent its first heartbeat can send more"
+            )
+        return outcome
+
+    def conflict(hb: Heartbeat, outcome: Outcome) -> JSONResponse:
+        log.warning("heartbeat %s: conflict, a different body was stored", hb.heartbeat_id)
+        return JSONResponse(
+            {
+                "error": f"heartbeat {hb.heartbeat_id} was already received with a "
+                "different body; nothing was changed",
+                "field": "heartbeat_id",
+                "payload_sha256": outcome.payload_sha256,
+            },
+            status_code=409,
+        )
+
     async def heartbeat(request: Request) -> Response:
         try:
+            proof = credential(request)  # defaults deny: no secret, nothing is read
             if not _content_type_is_json(request):
                 raise PayloadError(415, "send the heartbeat as Content-Type: application/json")
             body = await read_body(request, limits.max_body)
@@ -139,26 +195,38 @@ def create_app(
             else:
                 hb = parse(body, limits=limits)
             check_idempotency_key(request.headers.get("idempotency-key"), hb)
-            outcome = await batcher.submit(hb)
+            hb = dataclasses.replace(hb, credential=proof)
+            outcome = await store(hb)
         except CollectorError as e:
             return _error(e)
         if outcome.status == "conflict":
-            log.warning("heartbeat %s: conflict, a different body was stored", hb.heartbeat_id)
-            return JSONResponse(
-                {
-                    "error": f"heartbeat {hb.heartbeat_id} was already received with a "
-                    "different body; nothing was changed",
-                    "field": "heartbeat_id",
-                    "payload_sha256": outcome.payload_sha256,
-                },
-                status_code=409,
-            )
+            return conflict(hb, outcome)
         return JSONResponse({"status": outcome.status, "payload_sha256": outcome.payload_sha256})
+
+    async def import_export(request: Request) -> Response:
+        """An ``outbox export`` file as the body; the secret from the header or the file."""
+        try:
+            secret = secret_from_header(request.headers.get("authorization"))
+            if request.headers.get("authorization") is not None and secret is None:
+                raise Unauthorized(NO_SECRET)
+            if not _content_type_is_json(request):
+                raise PayloadError(415, "send the export file as Content-Type: application/json")
+            data = await read_body(request, 2 * limits.max_body + 4096)
+            hb = await anyio.to_thread.run_sync(
+                lambda: offline.read_export(data, secret=secret, limits=limits)
+            )
+            outcome = await store(hb)
+        except CollectorError as e:
+            return _error(e)
+        if outcome.status == "conflict":
+            return conflict(hb, outcome)
+        receipt = offline.receipt(hb, outcome, now=int(clock()))
+        return Response(receipt.to_bytes(), media_type="application/json")
 
     async def forget(request: Request) -> Response:
         try:
-            iid = _instance_id(request)
-            removed = await anyio.to_thread.run_sync(storage.forget, iid)
+            iid, proof = _instance_id(request), credential(request)
+            removed = await anyio.to_thread.run_sync(lambda: storage.forget(iid, credential=proof))
         except CollectorError as e:
             return _error(e)
         if removed is None:
@@ -178,8 +246,8 @@ def create_app(
 
     async def instance(request: Request) -> Response:
         try:
-            iid = _instance_id(request)
-            info = await anyio.to_thread.run_sync(storage.instance, iid)
+            iid, proof = _instance_id(request), credential(request)
+            info = await anyio.to_thread.run_sync(lambda: storage.instance(iid, credential=proof))
         except CollectorError as e:
             return _error(e)
         if info is None:
@@ -209,7 +277,10 @@ def create_app(
         top = _int_param(request, "top", 10, insights.MAX_TOP)
         now = int(clock())
         return await anyio.to_thread.run_sync(
-            storage.read, lambda conn: insights.collect(conn, now=now, days=days, top=top)
+            storage.read,
+            lambda conn: insights.collect(
+                conn, now=now, days=days, top=top, min_instances=min_instances
+            ),
         )
 
     async def insights_json(request: Request) -> Response:
@@ -252,10 +323,15 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # A bug, not a client's fault: JSON and no detail (the log has the traceback).
+        return JSONResponse({"error": "the collector failed; try again later"}, 500)
+
     app = Starlette(
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: server_error},
         routes=[
             Route("/api/instances/heartbeat", heartbeat, methods=["POST"]),
+            Route("/api/instances/import", import_export, methods=["POST"]),
             # ``uuid``: "heartbeat" (GET on the ingest URL) is no instance id, so it gets 405.
             Route("/api/instances/{instance_id:uuid}", one_instance, methods=["GET", "DELETE"]),
             Route("/api/insights", insights_json, methods=["GET"]),

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Dialect = Literal["sqlite", "postgresql"]
+INT64_MAX = 2**63 - 1
 
 
 class Statements:
@@ -42,13 +43,51 @@ class Statements:
 
         ``rows`` hold the table's values in column order, the first ``keys`` being
         its primary key, each key once, sorted (PostgreSQL locks rows in this order,
-        so concurrent batches cannot deadlock). Per dialect:
+        so concurrent batches cannot deadlock). A sum that would leave 64 bits becomes
+        NULL, which the ``NOT NULL`` column refuses: the transaction fails (and is
+        answered 500) instead of SQLite turning the count into an inexact REAL.
+        Per dialect:
 
         * SQLite (in-process): one compiled statement, the rows handed straight to
           ``sqlite3``'s ``executemany``.
         * PostgreSQL (a round trip per statement): a single
           ``INSERT … SELECT * FROM unnest(array, array, …)``, one array per column.
         """
+
+        def add(stmt: Any) -> tuple[dict[str, Any], Any]:
+            count, new = table.c["count"], stmt.excluded["count"]
+            fits = sa.case(
+                (count <= sa.literal_column(str(INT64_MAX)) - new, count + new), else_=sa.null()
+            )
+            return {"count": fits}, None
+
+        self._upsert(conn, table, rows, keys=keys, update=add)
+
+    def upsert_span(
+        self, conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Widen ``first_day``/``last_day`` spans (``name_instances``); rows as for
+        :meth:`upsert_add`. A span that already covers the new one is not written."""
+
+        def widen(stmt: Any) -> tuple[dict[str, Any], Any]:
+            first, last = table.c.first_day, table.c.last_day
+            new_first, new_last = stmt.excluded.first_day, stmt.excluded.last_day
+            return {
+                "first_day": sa.case((new_first < first, new_first), else_=first),
+                "last_day": sa.case((new_last > last, new_last), else_=last),
+            }, (new_first < first) | (new_last > last)
+
+        self._upsert(conn, table, rows, keys=len(table.primary_key.columns), update=widen)
+
+    def _upsert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        rows: list[tuple[Any, ...]],
+        *,
+        keys: int,
+        update: Callable[[Any], tuple[dict[str, Any], Any]],
+    ) -> None:
         columns = [c.name for c in table.columns]
         compiled = self._compiled.get(table.name)
         if compiled is None:
@@ -57,10 +96,8 @@ class Statements:
                 arrays = [sa.bindparam(f"a_{c.name}", type_=ARRAY(c.type)) for c in table.columns]
                 source = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
                 stmt = stmt.from_select(columns, sa.select(*(source.c[c] for c in columns)))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=columns[:keys],
-                set_={"count": table.c["count"] + stmt.excluded["count"]},
-            )
+            set_, where = update(stmt)
+            stmt = stmt.on_conflict_do_update(index_elements=columns[:keys], set_=set_, where=where)
             compiled = cast(SQLCompiler, stmt.compile(dialect=conn.dialect))
             self._compiled[table.name] = compiled
         if self.dialect == "postgresql":

@@ -4,6 +4,8 @@
 returns. No script, no external stylesheet, font or CDN: the page works offline
 and behind any content security policy. Every piece of text that came from a
 heartbeat (names, versions) is HTML-escaped, and there are no instance ids to show.
+Names and versions are those the document lists (k-anonymous); the rest is one
+"other" line, so the tables add up to the totals.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any, Final
 
-from collector.insights import KIND_LABELS
+from collector.insights import KIND_LABELS, OTHER
 from outbox.contract import KINDS
 
 COLORS: Final = {"api": "#2563eb", "command": "#16a34a", "ui": "#d97706"}
@@ -45,7 +47,10 @@ th { color: var(--muted); font-weight: 500; font-size: .85rem; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .88rem;
           overflow-wrap: break-word; }
-td.bar { width: 30%; }
+td.bar { width: 22%; }
+span.share { color: var(--muted); font-size: .8rem; display: inline-block; min-width: 3.4em; }
+tr.other td { color: var(--muted); font-style: italic; }
+p.note { color: var(--muted); font-size: .9rem; margin: 12px 2px 0; }
 td.bar svg { display: block; }
 .legend span { display: inline-flex; align-items: center; margin-right: 14px; font-size: .9rem; }
 .legend i { width: 12px; height: 12px; border-radius: 3px; display: inline-block;
@@ -121,18 +126,36 @@ def daily_chart(daily: list[Mapping[str, Any]], *, width: int = 1000, height: in
     return "".join(parts)
 
 
-def _top_table(kind: str, rows: list[Mapping[str, Any]]) -> str:
-    if not rows:
+def percent(fraction: float) -> str:
+    """0.8 → "80 %", 0.0625 → "6.3 %"."""
+    value = fraction * 100
+    return f"{value:.0f} %" if value >= 10 or value == 0 else f"{value:.1f} %"
+
+
+def _top_table(kind: str, rows: list[Mapping[str, Any]], other: int, k: int) -> str:
+    if not rows and not other:
         return '<p class="empty">Nothing recorded in this window.</p>'
-    largest = max(int(r["count"]) for r in rows)
+    largest = max([int(r["count"]) for r in rows] + [other])
     body = "".join(
         f'<tr data-testid="top-{kind}-row"><td class="name">{_name(str(r["name"]))}</td>'
         f'<td class="bar">{_bar(int(r["count"]), largest, COLORS[kind])}</td>'
-        f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td></tr>'
+        f'<td class="num" data-testid="top-{kind}-count">{fmt(int(r["count"]))}</td>'
+        f'<td class="num"><span data-testid="top-{kind}-instances">{fmt(int(r["instances"]))}'
+        f'</span> <span class="share" data-testid="top-{kind}-share">'
+        f"{percent(float(r['share']))}</span></td></tr>"
         for r in rows
     )
+    if other:
+        body += (
+            f'<tr class="other" data-testid="other-{kind}-row"><td class="name" '
+            f'title="names used by fewer than {k} instances, and names past the list">'
+            f'{OTHER}</td><td class="bar">{_bar(other, largest, COLORS[kind])}</td>'
+            f'<td class="num" data-testid="other-{kind}-count">{fmt(other)}</td>'
+            "<td></td></tr>"
+        )
     return (
-        '<table><thead><tr><th>name</th><th></th><th class="num">count</th></tr></thead>'
+        '<table><thead><tr><th>name</th><th></th><th class="num">count</th>'
+        '<th class="num">instances</th></tr></thead>'
         f"<tbody>{body}</tbody></table>"
     )
 
@@ -143,7 +166,8 @@ def _breakdown(rows: Iterable[Mapping[str, Any]], key: str, testid: str) -> str:
         return '<p class="empty">No instance in this window.</p>'
     largest = max(int(r["instances"]) for r in items)
     body = "".join(
-        f'<tr data-testid="{testid}-row"><td class="name">{escape(str(r[key]))}</td>'
+        f'<tr data-testid="{testid}-row"{" class=other" if r[key] == OTHER else ""}>'
+        f'<td class="name">{escape(str(r[key]))}</td>'
         f'<td class="bar">{_bar(int(r["instances"]), largest, "#6366f1")}</td>'
         f'<td class="num">{fmt(int(r["instances"]))}</td></tr>'
         for r in items
@@ -180,9 +204,10 @@ def render(doc: Mapping[str, Any]) -> str:
     legend = "".join(
         f'<span><i style="background:{COLORS[k]}"></i>{KIND_LABELS[k]}</span>' for k in KINDS
     )
+    k_min = int(doc["min_instances"])
     tops = "".join(
-        f'<section class="panel"><h2>Top {KIND_LABELS[k]}</h2>{_top_table(k, doc["top"][k])}'
-        "</section>"
+        f'<section class="panel"><h2>Top {KIND_LABELS[k]}</h2>'
+        f"{_top_table(k, doc['top'][k], int(doc['other'][k]), k_min)}</section>"
         for k in KINDS
     )
     dropped = doc.get("dropped") or {}
@@ -211,6 +236,11 @@ The last <strong data-testid="window-days">{days}</strong> UTC days,
 <section class="panel"><h2>Daily usage</h2><div class="legend">{legend}</div>
 {daily_chart(doc["daily"])}</section>
 <div class="grid">{tops}</div>
+<p class="note" data-testid="k-anonymity">A name or version is shown once at least
+{k_min} instances reported it in this window; the others are summed as
+&ldquo;{OTHER}&rdquo;, so every table adds up to the totals. &ldquo;instances&rdquo; is
+how many instances used a name, with their share of the
+{fmt(int(inst["in_window"]))} instances active in the window.</p>
 <div class="grid">
 <section class="panel"><h2>Editions</h2>
 {_breakdown(inst["by_edition"], "edition", "edition")}</section>

@@ -5,6 +5,7 @@ the web layer turns each into one HTTP answer::
 
     CollectorError
     ├── PayloadError         the request can never be accepted: 400 / 413 / 415 / 422
+    ├── Unauthorized         no instance secret, or not the one bound to the instance: 401
     └── StorageError         the database failed: 500
         ├── StorageBusy      locked or overloaded for now: 503 with Retry-After
         └── SchemaTooNew     the database was written by a newer collector
@@ -40,6 +41,17 @@ class PayloadError(CollectorError):
         if self.field is not None:
             out["field"] = self.field
         return out
+
+
+class Unauthorized(CollectorError):
+    """The request does not carry the secret of the instance it is about.
+
+    :param message: what is wrong and how to fix it (never the stored hash).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class StorageError(CollectorError):

@@ -12,7 +12,14 @@ from typing import Any
 
 from collector import validate as v
 from collector.insights import MAX_DAYS, MAX_TOP
-from outbox.contract import CONTRACT_DROP_REASONS, MAX_NAME_LENGTH, PAYLOAD_KEYS
+from outbox.contract import (
+    CONTRACT_DROP_REASONS,
+    EXPORT_FORMAT,
+    FILE_VERSION,
+    MAX_NAME_LENGTH,
+    PAYLOAD_KEYS,
+    PAYLOAD_SCHEMA_VERSION,
+)
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -32,6 +39,14 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "additionalProperties": {"type": "integer", "minimum": 1, "maximum": v.MAX_COUNT},
         "maxProperties": limits.max_names_per_kind,
     }
+    day_counts = {
+        **counts,
+        "additionalProperties": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": limits.max_day_count,
+        },
+    }
     uuid = {"type": "string", "format": "uuid", "pattern": f"^{v.UUID_PATTERN}$"}
     time = {"type": "string", "format": "date-time", "pattern": f"^{v.TIME_PATTERN}$"}
     heartbeat = {
@@ -39,10 +54,10 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "additionalProperties": False,
         "required": list(v.TOP_KEYS),
         "properties": {
-            "schema_version": {"type": "integer", "const": v.SCHEMA_VERSION},
+            "schema_version": {"type": "integer", "const": PAYLOAD_SCHEMA_VERSION},
             "heartbeat_id": uuid,
             "instance_id": uuid,
-            "sequence": {"type": "integer", "minimum": 1, "maximum": v.MAX_SEQUENCE},
+            "sequence": {"type": "integer", "minimum": 1, "maximum": limits.max_sequence},
             "period_start": time,
             "period_end": time,
             "app": {
@@ -52,7 +67,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                 "properties": {
                     "version": {
                         "type": "string",
-                        "pattern": f"^{v.VERSION_PATTERN}$",
+                        "pattern": f"^(?:{v.VERSION_PATTERN})$",
                         "minLength": 1,
                         "maxLength": v.MAX_VERSION_LENGTH,
                     },
@@ -80,7 +95,11 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                     "pattern": f"^{v.REASON_PATTERN}$",
                     "maxLength": MAX_NAME_LENGTH,
                 },
-                "additionalProperties": {"type": "integer", "minimum": 0, "maximum": v.MAX_COUNT},
+                "additionalProperties": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.max_dropped,
+                },
                 "maxProperties": limits.max_drop_reasons,
             },
         },
@@ -89,7 +108,10 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "type": "object",
         "additionalProperties": False,
         "required": list(PAYLOAD_KEYS.values()),
-        "properties": {key: counts_ref for key in PAYLOAD_KEYS.values()},
+        "properties": {
+            key: {"$ref": "#/components/schemas/DayCounts"} for key in PAYLOAD_KEYS.values()
+        },
+        "description": f"At most {limits.max_day_total} counts in all in one day.",
     }
     receipt = {
         "type": "object",
@@ -97,6 +119,31 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "properties": {
             "status": {"type": "string", "enum": ["accepted", "duplicate"]},
             "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    }
+    export_file = {
+        "type": "object",
+        "description": "What `outbox export` writes. payload_sha256 must be the SHA-256 of "
+        "the decoded payload_base64 (the frozen heartbeat bytes), which JSON Schema cannot say.",
+        "required": [
+            "format",
+            "version",
+            "heartbeat_id",
+            "instance_id",
+            "sequence",
+            "payload_sha256",
+            "payload_base64",
+        ],
+        "properties": {
+            "format": {"const": EXPORT_FORMAT},
+            "version": {"const": FILE_VERSION},
+            "heartbeat_id": uuid,
+            "instance_id": uuid,
+            "sequence": {"type": "integer", "minimum": 1},
+            "payload_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "payload_base64": {"type": "string", "contentEncoding": "base64"},
+            "payload": {"$ref": "#/components/schemas/Heartbeat"},
+            "authorization": {"type": ["string", "null"], "pattern": "^Bearer "},
         },
     }
     error = {
@@ -127,7 +174,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
         "schema": uuid,
         "description": "the instance_id the heartbeats carried",
     }
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Helios telemetry collector",
@@ -159,6 +206,10 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                             "content": {"application/json": {"schema": receipt}},
                         },
                         "400": _error("not a JSON object, or schema_version is not 1"),
+                        "401": _error(
+                            "no Authorization: Bearer <instance secret>, or not the secret "
+                            "bound to this instance; nothing stored"
+                        ),
                         "409": _error("this heartbeat_id was received with a different body"),
                         "413": _error(f"the body is larger than {limits.max_body} bytes"),
                         "415": _error("the body is not sent as application/json"),
@@ -174,6 +225,7 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                     "parameters": [instance_path],
                     "responses": {
                         "200": {"description": "the instance", "content": {"application/json": {}}},
+                        "401": _error("not this instance's secret"),
                         "404": _error("no heartbeat from this instance is stored"),
                         "422": _error("instance_id is not a UUID"),
                     },
@@ -187,11 +239,42 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                             "description": "what was removed",
                             "content": {"application/json": {}},
                         },
+                        "401": _error("not this instance's secret"),
                         "404": _error("no heartbeat from this instance is stored"),
                         "422": _error("instance_id is not a UUID"),
                         "503": _error("storage busy; honour Retry-After"),
                     },
                 },
+            },
+            "/api/instances/import": {
+                "post": {
+                    "operationId": "importHeartbeat",
+                    "summary": "Store one heartbeat exported by an offline site; answer a receipt",
+                    "description": "The body is the file `outbox export` wrote. The instance "
+                    "secret is taken from the Authorization header when sent, else from the "
+                    "file. Same validation and idempotency as the heartbeat endpoint.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ExportFile"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "the receipt for `outbox receipt`",
+                            "content": {"application/json": {}},
+                        },
+                        "400": _error("not an export file, or it was altered"),
+                        "401": _error("no instance secret, or not this instance's"),
+                        "409": _error("this heartbeat_id was received with a different body"),
+                        "413": _error("the file is too large"),
+                        "415": _error("the file is not sent as application/json"),
+                        "422": _error("the heartbeat in it breaks schema version 1"),
+                        "503": _error("storage busy or overloaded; honour Retry-After"),
+                    },
+                }
             },
             "/api/insights": {
                 "get": {
@@ -226,6 +309,26 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
             },
         },
         "components": {
-            "schemas": {"Heartbeat": heartbeat, "Day": day, "Counts": counts, "Error": error}
+            "schemas": {
+                "Heartbeat": heartbeat,
+                "Day": day,
+                "Counts": counts,
+                "DayCounts": day_counts,
+                "Error": error,
+                "ExportFile": export_file,
+            },
+            "securitySchemes": {
+                "instanceSecret": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The instance secret the outbox made with its instance id",
+                }
+            },
         },
+        "security": [{"instanceSecret": []}],
     }
+    for public in ("/api/insights", "/insights", "/healthz"):
+        doc["paths"][public]["get"]["security"] = []  # anyone may read these
+    # The header, or else the secret inside the export file.
+    doc["paths"]["/api/instances/import"]["post"]["security"] = [{"instanceSecret": []}, {}]
+    return doc

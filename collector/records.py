@@ -3,21 +3,26 @@
 Functions of an open connection (the caller, :class:`collector.storage.Storage`,
 owns the transaction, the retries and the error translation):
 
-* :func:`ingest`: per heartbeat, insert into ``instance_heartbeats`` (``ON
-  CONFLICT DO NOTHING … RETURNING``, unique ``heartbeat_id``, the body kept) and,
-  only for the rows that insert added, add the counts into ``aggregated_metrics``
-  and update ``instances`` and ``sequence_gaps``. A known id answers
-  ``duplicate`` (same body hash) or ``conflict`` (different hash) and changes nothing.
+* :func:`ingest`: lock the instances of the batch and check each heartbeat's
+  credential (the hash of its secret) against the one bound to its instance; per
+  heartbeat allowed, insert into ``instance_heartbeats`` (``ON CONFLICT DO NOTHING …
+  RETURNING``, unique ``heartbeat_id``, the body kept) and, only for the rows that
+  insert added, add the counts into ``aggregated_metrics`` and ``name_instances`` and
+  update ``instances`` (binding the credential of an instance's first accepted
+  heartbeat: trust on first use) and ``sequence_gaps``. A known id answers
+  ``duplicate`` (same body hash) or ``conflict`` (different hash) and changes nothing;
+  a wrong or missing credential answers ``unauthorized`` and changes nothing.
 * :func:`forget`: delete one instance and subtract exactly its counts, re-read
   from the bodies it sent.
 
-Rows are touched in sorted key order (heartbeat ids, instance ids, metric keys)
+Rows are touched in sorted key order (instance ids, heartbeat ids, metric keys)
 so that concurrent PostgreSQL transactions cannot deadlock; :class:`RaceLost`
 asks the caller to run the transaction again.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,12 +31,31 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from collector.bulk import Statements
-from collector.schema import aggregated_metrics, instance_heartbeats, instances, sequence_gaps
+from collector.bulk import INT64_MAX, Statements
+from collector.errors import Unauthorized
+from collector.schema import (
+    aggregated_metrics,
+    instance_heartbeats,
+    instances,
+    name_instances,
+    sequence_gaps,
+)
 from collector.validate import NO_LIMITS, Heartbeat, parse
 from outbox.contract import day_of
 
-Status = Literal["accepted", "duplicate", "conflict"]
+Status = Literal["accepted", "duplicate", "conflict", "unauthorized"]
+
+#: Why a read or forget without the instance's secret is refused (the HTTP layer adds
+#: nothing: these say what to do).
+WRONG_SECRET = (
+    "this instance is registered with another secret: only the outbox that sent its "
+    "heartbeats (its instance secret, sent as Authorization: Bearer) can read or forget it"
+)
+NO_SECRET_YET = (
+    "this instance was stored before instance secrets existed and has none yet: its next "
+    "heartbeat binds one; until then its data can be read or forgotten only by the "
+    "collector's operator (outbox-collector instances / forget)"
+)
 
 
 @dataclass(frozen=True)
@@ -67,10 +91,26 @@ class InstanceInfo:
     repeats: int
     gaps: list[tuple[int, int]]
     totals: dict[str, int]
+    #: Whether an instance secret is bound (for the operator; never the hash itself).
+    credential: bool = True
 
 
 class RaceLost(Exception):
     """The transaction lost a race with another one; running it again wins."""
+
+
+def matches(bound: str, credential: str) -> bool:
+    """True when ``credential`` (a secret's hash) is the bound one: constant time."""
+    return bool(credential) and hmac.compare_digest(bound.encode(), credential.encode())
+
+
+def lock_instances(
+    conn: sa.Connection, sql: Statements, ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The ``instances`` rows of ``ids`` (sorted), locked for this transaction."""
+    t = instances
+    q = sa.select(t).where(t.c.instance_id.in_(ids)).order_by(t.c.instance_id)
+    return {row.instance_id: row._asdict() for row in conn.execute(sql.locking(q))}
 
 
 def ingest(
@@ -78,18 +118,42 @@ def ingest(
 ) -> list[Outcome]:
     """Record ``batch`` in ``conn``'s transaction (see :meth:`Storage.ingest
     <collector.storage.Storage.ingest>`)."""
+    current = lock_instances(conn, sql, sorted({hb.instance_id for hb in batch}))
+
+    def allowed(hb: Heartbeat) -> bool:
+        bound = current.get(hb.instance_id, {}).get("secret_hash")
+        # Unbound (new, or stored before credentials): any secret, for now; the first
+        # accepted heartbeat binds its own below.
+        return matches(bound, hb.credential) if bound else bool(hb.credential)
+
+    ok = [allowed(hb) for hb in batch]
     first: dict[str, int] = {}
     for i, hb in enumerate(batch):
-        first.setdefault(hb.heartbeat_id, i)
+        if ok[i]:
+            first.setdefault(hb.heartbeat_id, i)
     primaries = sorted(first.items())  # a fixed lock order on PostgreSQL
-    ins = (
-        sql.insert(instance_heartbeats)
-        .on_conflict_do_nothing(index_elements=["heartbeat_id"])
-        .returning(instance_heartbeats.c.heartbeat_id)
-    )
-    params = [heartbeat_row(batch[i], now) for _, i in primaries]
-    inserted = set(conn.execute(ins, params).scalars())
-    known = [hid for hid, _ in primaries if hid not in inserted]
+    inserted: set[str] = set()
+    if primaries:
+        ins = (
+            sql.insert(instance_heartbeats)
+            .on_conflict_do_nothing(index_elements=["heartbeat_id"])
+            .returning(instance_heartbeats.c.heartbeat_id)
+        )
+        params = [heartbeat_row(batch[i], now) for _, i in primaries]
+        inserted = set(conn.execute(ins, params).scalars())
+    binding = bind_first(batch, first, inserted, current)
+    revoked: set[str] = set()
+    for i, hb in enumerate(batch):
+        want = binding.get(hb.instance_id)
+        if ok[i] and want is not None and not matches(want, hb.credential):
+            ok[i] = False  # another secret was bound by an earlier heartbeat of this batch
+            if first[hb.heartbeat_id] == i and hb.heartbeat_id in inserted:
+                revoked.add(hb.heartbeat_id)
+    if revoked:
+        h = instance_heartbeats
+        conn.execute(sa.delete(h).where(h.c.heartbeat_id.in_(sorted(revoked))))
+        inserted -= revoked
+    known = [hid for hid, i in primaries if hid not in inserted and hid not in revoked]
     known_sha: dict[str, str] = {}
     if known:
         t = instance_heartbeats
@@ -98,6 +162,9 @@ def ingest(
     outcomes: list[Outcome] = []
     for i, hb in enumerate(batch):
         hid = hb.heartbeat_id
+        if not ok[i] or hid in revoked:
+            outcomes.append(Outcome("unauthorized", ""))
+            continue
         if hid in inserted:
             reference = batch[first[hid]].payload_sha256
             if i == first[hid]:
@@ -111,25 +178,65 @@ def ingest(
         outcomes.append(Outcome(status, reference))
     new = [batch[i] for hid, i in primaries if hid in inserted]
     if new:
-        update_instances(conn, sql, new, now)
+        update_instances(conn, sql, new, now, current, binding)
         totals = sum_rows(new)
         if totals:
             rows = [(*key, c) for key, c in sorted(totals.items())]
             sql.upsert_add(conn, aggregated_metrics, rows, keys=3)
+        spans = name_spans(new)
+        if spans:
+            sql.upsert_span(conn, name_instances, [(*k, f, la) for k, (f, la) in spans])
     return outcomes
 
 
+def bind_first(
+    batch: Sequence[Heartbeat],
+    first: dict[str, int],
+    inserted: set[str],
+    current: dict[str, dict[str, Any]],
+) -> dict[str, str]:
+    """Instance id → the credential its first accepted heartbeat of ``batch`` brings, for
+    the instances that have none bound yet (trust on first use)."""
+    binding: dict[str, str] = {}
+    for hid, i in sorted(first.items(), key=lambda item: item[1]):
+        hb = batch[i]
+        if hid in inserted and not current.get(hb.instance_id, {}).get("secret_hash"):
+            binding.setdefault(hb.instance_id, hb.credential)
+    return binding
+
+
+def name_spans(heartbeats: Iterable[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
+    """(instance id, kind, name) → [first day, last day] reported, sorted by key (the
+    table's primary key, so PostgreSQL locks in one order)."""
+    spans: dict[tuple[str, str, str], list[str]] = {}
+    for hb in heartbeats:
+        for day, kind, name, _ in hb.rows:
+            key = (hb.instance_id, kind, name)
+            span = spans.get(key)
+            if span is None:
+                spans[key] = [day, day]
+            elif day < span[0]:
+                span[0] = day
+            elif day > span[1]:
+                span[1] = day
+    return sorted(spans.items())
+
+
 def update_instances(
-    conn: sa.Connection, sql: Statements, new: Sequence[Heartbeat], now: int
+    conn: sa.Connection,
+    sql: Statements,
+    new: Sequence[Heartbeat],
+    now: int,
+    current: dict[str, dict[str, Any]],
+    binding: dict[str, str],
 ) -> None:
-    """Create or update the ``instances`` rows of ``new`` heartbeats, gaps included."""
+    """Create or update the ``instances`` rows of ``new`` heartbeats, gaps and
+    credentials included (``current``: the rows :func:`lock_instances` read)."""
     by_instance: dict[str, list[Heartbeat]] = defaultdict(list)
     for hb in new:
         by_instance[hb.instance_id].append(hb)
     ids = sorted(by_instance)
     t = instances
-    q = sa.select(t).where(t.c.instance_id.in_(ids)).order_by(t.c.instance_id)
-    current = {row.instance_id: row._asdict() for row in conn.execute(sql.locking(q))}
     created = [
         {
             "instance_id": iid,
@@ -138,21 +245,26 @@ def update_instances(
             "edition": by_instance[iid][0].edition,
             "version": by_instance[iid][0].version,
             **dict.fromkeys(("last_sequence", "heartbeats", "missing", "repeats"), 0),
+            "secret_hash": binding[iid],
         }
         for iid in ids
         if iid not in current
     ]
     if created and sql.dialect == "postgresql":
         # Another transaction may be creating the same instance right now: this
-        # insert waits for it, then inserts nothing, and we run again to lock the row.
+        # insert waits for it, then inserts nothing, and we run again to lock the row
+        # (and to check our credential against the one it bound).
         ins = postgresql.insert(t).on_conflict_do_nothing().returning(t.c.instance_id)
         if len(conn.execute(ins, created).all()) != len(created):
             raise RaceLost
     elif created:
         sql.executemany(conn, "instances.insert", lambda: sa.insert(t), created)
-    current.update((state["instance_id"], state) for state in created)
+    state_of = dict(current)
+    state_of.update((str(state["instance_id"]), state) for state in created)
     for iid in ids:
-        state = current[iid]
+        state = state_of[iid]
+        if not state["secret_hash"]:
+            state["secret_hash"] = binding[iid]
         for hb in sorted(by_instance[iid], key=lambda h: h.sequence):
             place_sequence(conn, state, hb.sequence)
             if hb.sequence >= state["last_sequence"]:
@@ -168,7 +280,7 @@ def update_instances(
             .where(t.c.instance_id == sa.bindparam("b_instance_id"))
             .values({c: sa.bindparam(f"b_{c}") for c in t.c.keys() if c != "instance_id"})
         ),
-        [{f"b_{k}": v for k, v in current[iid].items()} for iid in ids],
+        [{f"b_{k}": v for k, v in state_of[iid].items()} for iid in ids],
     )
 
 
@@ -209,11 +321,31 @@ def place_sequence(conn: sa.Connection, state: dict[str, Any], seq: int) -> None
         )
 
 
-def forget(conn: sa.Connection, sql: Statements, instance_id: str) -> Forgotten | None:
-    """Delete ``instance_id`` and subtract what its stored bodies added."""
-    q = sa.select(instances.c.instance_id).where(instances.c.instance_id == instance_id)
-    if conn.execute(sql.locking(q)).first() is None:
+def check_credential(state: Any, credential: str | None) -> None:
+    """Raise :class:`Unauthorized` unless ``credential`` is the one bound to the instance
+    ``state`` (``None``: the operator, who needs none)."""
+    if credential is None:
+        return
+    bound = state.secret_hash
+    if not bound:
+        raise Unauthorized(NO_SECRET_YET)
+    if not matches(bound, credential):
+        raise Unauthorized(WRONG_SECRET)
+
+
+def forget(
+    conn: sa.Connection, sql: Statements, instance_id: str, credential: str | None
+) -> Forgotten | None:
+    """Delete ``instance_id`` and subtract what its stored bodies added.
+
+    Works whatever the bodies hold: a count that outgrew 64 bits (stored before the
+    bounds existed) is subtracted as far as the row goes, never bound as a parameter.
+    """
+    q = sa.select(instances).where(instances.c.instance_id == instance_id)
+    state = conn.execute(sql.locking(q)).first()
+    if state is None:
         return None
+    check_credential(state, credential)
     sent = list(stored(conn, instance_id))
     totals = sum_rows(sent)
     a = aggregated_metrics
@@ -223,17 +355,19 @@ def forget(conn: sa.Connection, sql: Statements, instance_id: str) -> Forgotten 
         & (a.c.name == sa.bindparam("b_name"))
     )
     params = [
-        {"b_day": d, "b_kind": k, "b_name": n, "b_count": c}
+        {"b_day": d, "b_kind": k, "b_name": n, "b_count": min(c, INT64_MAX)}
         for (d, k, n), c in sorted(totals.items())
     ]
     if params:
+        count, minus = a.c["count"], sa.bindparam("b_count", type_=sa.BigInteger)
         conn.execute(
-            sa.update(a).where(key).values(count=a.c["count"] - sa.bindparam("b_count")),
+            sa.update(a).where(key).values(count=sa.case((count > minus, count - minus), else_=0)),
             params,
         )
-        conn.execute(sa.delete(a).where(key & (a.c["count"] == 0)), params)
+        conn.execute(sa.delete(a).where(key & (count <= 0)), params)
     h = instance_heartbeats
     conn.execute(sa.delete(h).where(h.c.instance_id == instance_id))
+    conn.execute(sa.delete(name_instances).where(name_instances.c.instance_id == instance_id))
     conn.execute(sa.delete(sequence_gaps).where(sequence_gaps.c.instance_id == instance_id))
     conn.execute(sa.delete(instances).where(instances.c.instance_id == instance_id))
     return Forgotten(
@@ -244,11 +378,15 @@ def forget(conn: sa.Connection, sql: Statements, instance_id: str) -> Forgotten 
     )
 
 
-def instance_info(conn: sa.Connection, instance_id: str, *, max_gaps: int) -> InstanceInfo | None:
-    """What is stored about one instance, or ``None``."""
+def instance_info(
+    conn: sa.Connection, instance_id: str, *, max_gaps: int, credential: str | None
+) -> InstanceInfo | None:
+    """What is stored about one instance, or ``None``; :class:`Unauthorized` unless
+    ``credential`` is its secret's hash (``None``: the operator)."""
     row = conn.execute(sa.select(instances).where(instances.c.instance_id == instance_id)).first()
     if row is None:
         return None
+    check_credential(row, credential)
     g = sequence_gaps
     gaps = conn.execute(
         sa.select(g.c.first_missing, g.c.last_missing)
@@ -259,11 +397,37 @@ def instance_info(conn: sa.Connection, instance_id: str, *, max_gaps: int) -> In
     totals: dict[str, int] = defaultdict(int)
     for (_, kind, _), n in sum_rows(stored(conn, instance_id)).items():
         totals[kind] += n
+    fields = row._asdict()
+    bound = fields.pop("secret_hash")
     return InstanceInfo(
-        **row._asdict(),
+        **fields,
         gaps=[(int(lo), int(hi)) for lo, hi in gaps],
         totals=dict(sorted(totals.items())),
+        credential=bool(bound),
     )
+
+
+def instance_list(conn: sa.Connection) -> list[InstanceInfo]:
+    """Every instance, most recently seen first (for the operator: no gaps, no totals)."""
+    t = instances
+    rows = conn.execute(sa.select(t).order_by(t.c.last_seen.desc(), t.c.instance_id))
+    out = []
+    for row in rows:
+        fields = row._asdict()
+        bound = fields.pop("secret_hash")
+        out.append(InstanceInfo(**fields, gaps=[], totals={}, credential=bool(bound)))
+    return out
+
+
+def instance_names(conn: sa.Connection, instance_id: str) -> list[tuple[str, str, str, str]]:
+    """(kind, name, first day, last day) of every name ``instance_id`` reported."""
+    n = name_instances
+    q = (
+        sa.select(n.c.kind, n.c.name, n.c.first_day, n.c.last_day)
+        .where(n.c.instance_id == instance_id)
+        .order_by(n.c.kind, n.c.name)
+    )
+    return [(str(k), str(m), str(f), str(la)) for k, m, f, la in conn.execute(q)]
 
 
 def stored(conn: sa.Connection, instance_id: str) -> Iterator[Heartbeat]:

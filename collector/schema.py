@@ -7,8 +7,10 @@ date does, and needs no conversion in either driver), ids are the canonical
 Nothing here holds a client address: the collector never learns more about a
 sender than what its heartbeat says.
 
-Migrations: ``schema_version`` holds one row per applied version. A new database
-is created at :data:`SCHEMA_VERSION` straight from these tables; an older one is
+Migrations: ``schema_version`` holds one row per applied version of this database
+(not of the heartbeat payload: that is ``outbox.contract.PAYLOAD_SCHEMA_VERSION``). A
+new database is created at :data:`DATABASE_SCHEMA_VERSION` straight from these tables;
+an older one is
 brought up by the numbered steps in :data:`UPGRADES` (step *n* turns version
 *n - 1* into *n*), all in one transaction. A database newer than this code is
 refused (:class:`~collector.errors.SchemaTooNew`).
@@ -16,14 +18,17 @@ refused (:class:`~collector.errors.SchemaTooNew`).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Final
 
 import sqlalchemy as sa
 
 from collector.errors import SchemaTooNew
+from collector.validate import NO_LIMITS, parse
 
-SCHEMA_VERSION: Final = 1
+#: The version of the collector's DATABASE (its tables), raised by every migration.
+DATABASE_SCHEMA_VERSION: Final = 2
 
 metadata = sa.MetaData()
 
@@ -75,6 +80,28 @@ instances = sa.Table(
     sa.Column("heartbeats", sa.BigInteger, nullable=False),
     sa.Column("missing", sa.BigInteger, nullable=False),  # sequence numbers never received
     sa.Column("repeats", sa.BigInteger, nullable=False),  # a sequence number seen twice
+    #: ``outbox.contract.secret_hash`` of the instance secret, bound by the first accepted
+    #: heartbeat (trust on first use); NULL only for instances stored before version 2,
+    #: until their next heartbeat binds one.
+    sa.Column("secret_hash", sa.String(64), nullable=True),
+)
+
+#: Which instances reported which name, and over which UTC days (first and last): what
+#: the public insights count distinct instances with (k-anonymity, "used by N
+#: instances"). One row per (instance, kind, name), whatever the number of days or
+#: heartbeats: 10,000 instances using 1,000 names of each kind is 30 million rows at
+#: most, growing with the fleet, not with time. Keyed by instance first, and on SQLite
+#: stored in its key's order (WITHOUT ROWID): the rows one heartbeat touches sit
+#: together (a page or two to write, not one per name), and forget deletes one range.
+name_instances = sa.Table(
+    "name_instances",
+    metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("first_day", sa.String(10), nullable=False),
+    sa.Column("last_day", sa.String(10), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: Runs of sequence numbers an instance skipped (``first_missing``..``last_missing``);
@@ -87,8 +114,35 @@ sequence_gaps = sa.Table(
     sa.Column("last_missing", sa.BigInteger, nullable=False),
 )
 
-#: Step n brings a database from version n - 1 to n (none yet: version 1 is the first).
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {}
+
+def _upgrade_2(conn: sa.Connection) -> None:
+    """Version 2: instance credentials and the per-name instance spans.
+
+    Existing instances get no credential (their next accepted heartbeat binds one);
+    ``name_instances`` is filled from the stored bodies, the record of what was counted.
+    """
+    conn.execute(sa.text("ALTER TABLE instances ADD COLUMN secret_hash VARCHAR(64)"))
+    name_instances.create(conn)
+    spans: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    h = instance_heartbeats
+    for (body,) in conn.execute(sa.select(h.c.body).execution_options(yield_per=500)):
+        hb = parse(bytes(body), limits=NO_LIMITS)
+        for day, kind, name, _ in hb.rows:
+            span = spans.get((hb.instance_id, kind, name))
+            if span is None:
+                spans[(hb.instance_id, kind, name)] = [day, day]
+            else:
+                span[0], span[1] = min(span[0], day), max(span[1], day)
+    rows = [
+        {"instance_id": i, "kind": k, "name": n, "first_day": f, "last_day": la}
+        for (i, k, n), (f, la) in sorted(spans.items())
+    ]
+    for start in range(0, len(rows), 5000):
+        conn.execute(sa.insert(name_instances), rows[start : start + 5000])
+
+
+#: Step n brings a database from version n - 1 to n.
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {2: _upgrade_2}
 
 
 def current_version(conn: sa.Connection) -> int:
@@ -109,16 +163,18 @@ def migrate(conn: sa.Connection, *, now: int) -> int:
         # Two collectors starting at once must not both create the tables.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7426001)"))
     before = current_version(conn)
-    if before > SCHEMA_VERSION:
+    if before > DATABASE_SCHEMA_VERSION:
         raise SchemaTooNew(
             f"the database is at collector schema version {before}, but this collector "
-            f"knows versions up to {SCHEMA_VERSION}: upgrade helios-telemetry"
+            f"knows versions up to {DATABASE_SCHEMA_VERSION}: upgrade helios-telemetry"
         )
     if before == 0:
         metadata.create_all(conn)
-        conn.execute(sa.insert(schema_version), {"version": SCHEMA_VERSION, "applied_at": now})
+        conn.execute(
+            sa.insert(schema_version), {"version": DATABASE_SCHEMA_VERSION, "applied_at": now}
+        )
         return 0
-    for step in range(before + 1, SCHEMA_VERSION + 1):
+    for step in range(before + 1, DATABASE_SCHEMA_VERSION + 1):
         UPGRADES[step](conn)
         conn.execute(sa.insert(schema_version), {"version": step, "applied_at": now})
     return before

@@ -10,13 +10,18 @@ that writers queue instead of failing with "database is locked"; a lock held by
 another process for longer than the timeout is :class:`StorageBusy`. PostgreSQL:
 psycopg 3, and a transaction that lost a race (deadlock, serialization failure,
 :class:`~collector.records.RaceLost`) runs again. ``sqlalchemy`` and driver errors
-are translated into :mod:`collector.errors` here: nothing above sees them.
+are translated into :mod:`collector.errors` here: nothing above sees them, nor any
+other exception a driver raises (an ``OverflowError`` binding a parameter, say).
+
+A SQLite database and its ``-wal`` and ``-shm`` files are made private (0600: they
+hold instance ids and credential hashes), and so is a folder created for them (0700).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -28,7 +33,7 @@ import sqlalchemy as sa
 
 from collector import records, schema
 from collector.bulk import Statements
-from collector.errors import StorageBusy, StorageError
+from collector.errors import CollectorError, StorageBusy, StorageError
 from collector.records import Forgotten, InstanceInfo, Outcome, RaceLost
 from collector.validate import Heartbeat
 
@@ -55,6 +60,26 @@ def database_url(target: str | Path) -> sa.URL:
         f"unsupported database URL scheme {url.drivername!r}: give a file path, "
         "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
     )
+
+
+#: The files of a SQLite database: only its owner may read them.
+PRIVATE_FILE: Final = 0o600
+PRIVATE_FOLDER: Final = 0o700
+
+
+def make_private(path: Path) -> None:
+    """Create the SQLite file 0600 if missing (its folder 0700), and make the database's
+    files that exist 0600 (SQLite gives ``-wal`` and ``-shm`` the database's mode)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(f"{path}{suffix}", PRIVATE_FILE)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # another user's file we may write: say so, go on
+            log.warning("cannot make %s%s private (chmod 600): not its owner", path, suffix)
 
 
 def _wal(cur: sqlite3.Cursor, timeout: float) -> None:
@@ -103,9 +128,11 @@ class Storage:
         if self.dialect == "sqlite":
             path = Path(self.url.database or "")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private(path)
             except OSError as e:
-                raise StorageError(f"cannot create the folder for {path}: {e}") from e
+                raise StorageError(
+                    f"cannot create {path} with private permissions: {e.strerror or e}"
+                ) from e
             self._writer = self._sqlite_engine(busy_timeout, synchronous, "BEGIN IMMEDIATE", 1)
             self._reader = self._sqlite_engine(busy_timeout, synchronous, "BEGIN", 4)
             self._lock = threading.Lock()
@@ -178,6 +205,11 @@ class Storage:
                 raise self._translate(e) from e
             except sa.exc.SQLAlchemyError as e:
                 raise StorageError(f"database error: {type(e).__name__}: {e}") from e
+            except CollectorError:
+                raise
+            except Exception as e:  # a driver's own (OverflowError binding a value, …)
+                log.exception("a database operation failed unexpectedly")
+                raise StorageError(f"database error: {type(e).__name__}") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _translate(self, e: sa.exc.DBAPIError) -> StorageError:
@@ -227,16 +259,39 @@ class Storage:
             return []
         return self.write(lambda conn: records.ingest(conn, self._sql, batch, now))
 
-    def forget(self, instance_id: str) -> Forgotten | None:
+    def forget(self, instance_id: str, *, credential: str | None = None) -> Forgotten | None:
         """Delete ``instance_id`` and subtract exactly its counts, in one transaction.
 
+        :param credential: the hash of the secret the request came with (the HTTP routes
+            always pass it); ``None`` is the operator (the command line, tests), who
+            needs none.
         :returns: what was removed, or ``None`` for an instance never seen.
+        :raises collector.errors.Unauthorized: not the instance's secret.
         """
-        return self.write(lambda conn: records.forget(conn, self._sql, instance_id))
+        return self.write(lambda conn: records.forget(conn, self._sql, instance_id, credential))
 
-    def instance(self, instance_id: str, *, max_gaps: int = 1000) -> InstanceInfo | None:
-        """What the collector holds about one instance, or ``None``."""
-        return self.read(lambda conn: records.instance_info(conn, instance_id, max_gaps=max_gaps))
+    def instance(
+        self, instance_id: str, *, credential: str | None = None, max_gaps: int = 1000
+    ) -> InstanceInfo | None:
+        """What the collector holds about one instance, or ``None``.
+
+        :param credential: as for :meth:`forget`.
+        :raises collector.errors.Unauthorized: not the instance's secret.
+        """
+        return self.read(
+            lambda conn: records.instance_info(
+                conn, instance_id, max_gaps=max_gaps, credential=credential
+            )
+        )
+
+    def instances(self) -> list[InstanceInfo]:
+        """Every instance, most recently seen first (the operator's list)."""
+        return self.read(records.instance_list)
+
+    def names_of(self, instance_id: str) -> list[tuple[str, str, str, str]]:
+        """(kind, name, first day, last day) of every name an instance reported
+        (the operator's view: never public)."""
+        return self.read(lambda conn: records.instance_names(conn, instance_id))
 
 
 __all__ = ["Forgotten", "InstanceInfo", "Outcome", "Storage", "database_url"]

@@ -6,9 +6,10 @@
 * 400 — not UTF-8 JSON, not an object, a duplicated key, or a ``schema_version``
   other than the integer 1 (a body this collector cannot even read);
 * 422 — schema version 1, but a field breaks the contract: wrong type, an id that
-  is not a UUID, a name that breaks the name rules, a count that is not an integer
-  ≥ 1 (``true`` is not an integer), a top-level map that is not the sum of
-  ``days``, or a size limit.
+  is not a UUID, a name that breaks the name rules, a version that is neither PEP 440
+  nor semver, a count that is not an integer ≥ 1 (``true`` is not an integer) or is
+  beyond what a real instance can count (:class:`Limits`), a top-level map that is
+  not the sum of ``days``, or a size limit.
 
 The size of the body itself (413) is checked by the web layer before parsing.
 """
@@ -29,17 +30,26 @@ from outbox.contract import (
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     PAYLOAD_KEYS,
+    PAYLOAD_SCHEMA_VERSION,
     Kind,
     is_valid_name,
     sha256_hex,
 )
 
-SCHEMA_VERSION: Final = 1
 EDITIONS: Final = ("community", "licensed")
-#: Largest count accepted anywhere: the largest integer every JSON reader keeps exactly.
+#: Largest top-level count: the largest integer every JSON reader keeps exactly (the
+#: top-level maps must also equal the sums of ``days``, whose counts are bounded lower).
 MAX_COUNT: Final = 2**53 - 1
-#: Sequences and counts live in 64-bit columns.
-MAX_SEQUENCE: Final = 2**63 - 1
+#: One count of one (UTC day, kind, name) in one heartbeat: 11,574 events a second on
+#: that one name, around the clock. See :class:`Limits`.
+MAX_DAY_COUNT: Final = 10**9
+#: All counts of one UTC day in one heartbeat: 115,740 events a second all day long.
+MAX_DAY_TOTAL: Final = 10**10
+#: One ``dropped`` reason in one heartbeat.
+MAX_DROPPED: Final = 10**12
+#: A sequence number: one seal a second for 68 years. Bounded so that no sum of the
+#: "missing" numbers derived from it can leave 64 bits.
+MAX_SEQUENCE: Final = 2**31 - 1
 
 UUID_PATTERN: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 TIME_PATTERN: Final = (
@@ -47,8 +57,22 @@ TIME_PATTERN: Final = (
 )
 DAY_PATTERN: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 REASON_PATTERN: Final = r"[a-z][a-z0-9_]*"
-#: Printable ASCII, no leading/trailing space: "1.4.2", "2.0.0-rc.1", "0+unknown".
-VERSION_PATTERN: Final = r"[!-~](?:[ -~]*[!-~])?"
+_N = r"(?:0|[1-9][0-9]*)"
+#: PEP 440 in its normalized form, local label included: "1.4.2", "2.0rc1", "1.5.post1",
+#: "1.6.dev3", "1!2.0", "0+unknown" (what an outbox installed from a bare checkout says).
+PEP440_PATTERN: Final = (
+    rf"(?:[1-9][0-9]*!)?{_N}(?:\.{_N})*(?:(?:a|b|rc){_N})?(?:\.post{_N})?(?:\.dev{_N})?"
+    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"
+)
+_SEMVER_ID = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+#: Semantic Versioning 2.0.0: "2.0.0-rc.1", "1.4.2+build.7".
+SEMVER_PATTERN: Final = (
+    rf"{_N}\.{_N}\.{_N}(?:-{_SEMVER_ID}(?:\.{_SEMVER_ID})*)?"
+    r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?"
+)
+VERSION_PATTERN: Final = f"(?:{PEP440_PATTERN})|(?:{SEMVER_PATTERN})"
+#: What bodies stored before versions were checked may hold (re-reading them only).
+LEGACY_VERSION_PATTERN: Final = r"[!-~](?:[ -~]*[!-~])?"
 MAX_VERSION_LENGTH: Final = 64
 
 _UUID_RE = re.compile(UUID_PATTERN)
@@ -56,6 +80,7 @@ _TIME_RE = re.compile(TIME_PATTERN)
 _DAY_RE = re.compile(DAY_PATTERN)
 _REASON_RE = re.compile(REASON_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
+_LEGACY_VERSION_RE = re.compile(LEGACY_VERSION_PATTERN)
 
 TOP_KEYS: Final = (
     "schema_version",
@@ -77,19 +102,41 @@ _ECHO = 80
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits. The outbox keeps at most 200 names per kind and ~50,000 day rows
-    per heartbeat, so the defaults leave a wide margin."""
+    """Size limits and count bounds. The outbox keeps at most 200 names per kind and
+    ~50,000 day rows per heartbeat, so the size defaults leave a wide margin.
+
+    The count bounds are what no real instance reaches: each event is one API call,
+    command or UI action of one self-hosted Helios, recorded by one committed SQLite
+    INSERT. ``max_day_count`` (10⁹) is 11,574 events a second on a single name for a
+    whole day; ``max_day_total`` (10¹⁰) is 115,740 a second on all names, more than
+    one outbox file commits. A heartbeat is thus worth at most 10¹⁰ per day it covers,
+    and one (day, kind, name) total grows by at most 10⁹ per accepted heartbeat:
+    leaving 64 bits would take 9.2 billion of them.
+    """
 
     max_body: int = 8 * 1024 * 1024
     max_names_per_kind: int = 2_000
     max_days: int = 3_660
     max_day_rows: int = 250_000
     max_drop_reasons: int = 32
+    max_day_count: int = MAX_DAY_COUNT
+    max_day_total: int = MAX_DAY_TOTAL
+    max_dropped: int = MAX_DROPPED
+    max_sequence: int = MAX_SEQUENCE
+    #: Versions must be PEP 440 or semver (off only to re-read old bodies).
+    strict_versions: bool = True
 
 
 DEFAULT_LIMITS: Final = Limits()
 #: For re-reading bodies that were accepted before (the limits may have changed since).
-NO_LIMITS: Final = Limits(2**62, 2**62, 2**62, 2**62, 2**62)
+NO_LIMITS: Final = Limits(
+    *(2**62,) * 5,
+    max_day_count=2**62,
+    max_day_total=2**126,
+    max_dropped=2**126,
+    max_sequence=2**63 - 1,
+    strict_versions=False,
+)
 
 
 #: One count of one (UTC day ``YYYY-MM-DD``, kind, name): a plain tuple, made tens
@@ -112,6 +159,8 @@ class Heartbeat:
     dropped: Mapping[str, int]
     payload_sha256: str
     body: bytes  # exactly as received
+    #: ``outbox.contract.secret_hash`` of the secret it came with; "" = none (refused).
+    credential: str = ""
 
     @property
     def size(self) -> int:
@@ -229,7 +278,7 @@ def _day(key: str) -> str:
     return key
 
 
-def _counts(value: object, field: str, limits: Limits) -> dict[str, int]:
+def _counts(value: object, field: str, limits: Limits, high: int = MAX_COUNT) -> dict[str, int]:
     counts = _object(value, field)
     if len(counts) > limits.max_names_per_kind:
         raise _invalid(field, f"has more than {limits.max_names_per_kind} names")
@@ -242,8 +291,8 @@ def _counts(value: object, field: str, limits: Limits) -> dict[str, int]:
                 f"letters, digits or '_', at most {MAX_NAME_LENGTH} characters, and not end "
                 "like a hostname (.com, .local, ...)",
             )
-        if type(count) is not int or not 1 <= count <= MAX_COUNT:
-            _int(count, _path(field, name), 1, MAX_COUNT)
+        if type(count) is not int or not 1 <= count <= high:
+            _int(count, _path(field, name), 1, high)
     return counts
 
 
@@ -258,21 +307,24 @@ def _dropped(value: object, limits: Limits) -> dict[str, int]:
         where = _path("dropped", reason)
         if len(reason) > MAX_NAME_LENGTH or _REASON_RE.fullmatch(reason) is None:
             raise _invalid(where, "reasons must be lowercase identifiers")
-        _int(count, where, 0, MAX_COUNT)
+        _int(count, where, 0, limits.max_dropped)
     return dropped
 
 
-def _app(value: object) -> tuple[str, str]:
+def _app(value: object, limits: Limits) -> tuple[str, str]:
     app = _object(value, "app")
     _exact_keys(app, ("version", "edition"), "app")
     version = app["version"]
+    pattern = _VERSION_RE if limits.strict_versions else _LEGACY_VERSION_RE
     if (
         type(version) is not str
         or len(version) > MAX_VERSION_LENGTH
-        or _VERSION_RE.fullmatch(version) is None
+        or pattern.fullmatch(version) is None
     ):
         raise _invalid(
-            "app.version", f"must be 1 to {MAX_VERSION_LENGTH} printable ASCII characters"
+            "app.version",
+            f"must be a PEP 440 or semver version (1.4.2, 2.0.0-rc.1, 1.5.post1), "
+            f"at most {MAX_VERSION_LENGTH} characters",
         )
     edition = app["edition"]
     if edition not in EDITIONS or type(edition) is not str:
@@ -292,13 +344,21 @@ def _days(value: object, limits: Limits) -> tuple[list[Row], dict[Kind, dict[str
         where = f"days.{key}"  # key is a checked date: nothing to shorten
         per_day = _object(per_day, where)
         _exact_keys(per_day, day_keys, where)
+        day_total = 0
         for payload_key, counts in per_day.items():
             kind = _KIND_OF_KEY[payload_key]
-            checked = _counts(counts, f"{where}.{payload_key}", limits)
+            checked = _counts(counts, f"{where}.{payload_key}", limits, limits.max_day_count)
             total = sums[kind]
             for name, count in checked.items():
                 rows.append((day, kind, name, count))
                 total[name] = total.get(name, 0) + count
+                day_total += count
+        if day_total > limits.max_day_total:
+            raise _invalid(
+                where,
+                f"counts {day_total} events in one day; a heartbeat may count at most "
+                f"{limits.max_day_total} a day",
+            )
         if len(rows) > limits.max_day_rows:
             raise _invalid("days", f"has more than {limits.max_day_rows} counts in all")
     return rows, sums
@@ -314,21 +374,21 @@ def parse(body: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Heartbeat:
     if type(doc) is not dict:
         raise PayloadError(400, f"the body must be a JSON object, not {_type_name(doc)}")
     version = doc.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if type(version) is not int or version != PAYLOAD_SCHEMA_VERSION:
         shown = "missing" if "schema_version" not in doc else json.dumps(version)[:_ECHO]
         raise PayloadError(
             400,
-            f"schema_version must be {SCHEMA_VERSION}, got {shown}: "
+            f"schema_version must be {PAYLOAD_SCHEMA_VERSION}, got {shown}: "
             "this collector reads schema version 1 only",
             "schema_version",
         )
     _exact_keys(doc, TOP_KEYS, None)
     heartbeat_id = _uuid(doc["heartbeat_id"], "heartbeat_id")
     instance_id = _uuid(doc["instance_id"], "instance_id")
-    sequence = _int(doc["sequence"], "sequence", 1, MAX_SEQUENCE)
+    sequence = _int(doc["sequence"], "sequence", 1, limits.max_sequence)
     period_start = _time(doc["period_start"], "period_start")
     period_end = _time(doc["period_end"], "period_end")
-    app_version, edition = _app(doc["app"])
+    app_version, edition = _app(doc["app"], limits)
     top = {kind: _counts(doc[PAYLOAD_KEYS[kind]], PAYLOAD_KEYS[kind], limits) for kind in KINDS}
     rows, sums = _days(doc["days"], limits)
     for kind in KINDS:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from collector import Storage, create_app
 from collector.schema import metadata
 from collector.server import Running, serve_in_thread, start_in_thread
+from tests.collector.payloads import auth, auth_of
 from tests.helpers import FakeClock, free_port
 
 
@@ -176,12 +177,26 @@ class Collector:
     storage: Storage
     clock: FakeClock
 
-    def post(self, body: bytes, **headers: str) -> httpx.Response:
+    def post(self, body: bytes, *, signed: bool = True, **headers: str) -> httpx.Response:
+        """POST a heartbeat, with its instance's secret unless ``signed`` is false (or
+        an ``Authorization`` is among ``headers``)."""
         return self.http.post(
             "/api/instances/heartbeat",
             content=body,
-            headers={"Content-Type": "application/json", **headers},
+            headers={
+                "Content-Type": "application/json",
+                **(auth_of(body) if signed else {}),
+                **headers,
+            },
         )
+
+    def instance(self, iid: str, **headers: str) -> httpx.Response:
+        """``GET /api/instances/{iid}`` with that instance's secret (unless given)."""
+        return self.http.get(f"/api/instances/{iid}", headers={**auth(iid), **headers})
+
+    def forget(self, iid: str, **headers: str) -> httpx.Response:
+        """``DELETE /api/instances/{iid}`` with that instance's secret (unless given)."""
+        return self.http.delete(f"/api/instances/{iid}", headers={**auth(iid), **headers})
 
     def insights(self, days: int = 30, **params: int) -> dict[str, Any]:
         r = self.http.get("/api/insights", params={"days": days, **params})

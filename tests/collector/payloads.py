@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from outbox.contract import KINDS, PAYLOAD_KEYS, encode
+from outbox.contract import KINDS, PAYLOAD_KEYS, bearer, encode
 from outbox.payload import Aggregate, build_payload
 
 IID = "5d0c0000-0000-4000-8000-000000000001"
@@ -55,6 +56,25 @@ def payload(
     )
 
 
+def secret_for(instance_id: str) -> str:
+    """A test instance's secret (the outbox makes a random one; tests need it again)."""
+    return "test-" + hashlib.sha256(instance_id.lower().encode()).hexdigest()[:40]
+
+
+def auth(instance_id: str) -> dict[str, str]:
+    """The ``Authorization`` header of a test instance."""
+    return {"Authorization": bearer(secret_for(instance_id))}
+
+
+def auth_of(body: bytes) -> dict[str, str]:
+    """The ``Authorization`` header for a body's instance (a fixed one if unreadable)."""
+    try:
+        iid = json.loads(body)["instance_id"]
+    except (ValueError, KeyError, TypeError):
+        iid = None
+    return auth(iid if isinstance(iid, str) else IID)
+
+
 def body(counts: Mapping[tuple[str, str, str], int] | None = None, **kw: Any) -> bytes:
     return encode(payload(counts, **kw))
 
@@ -71,4 +91,18 @@ def totals(counts: Mapping[tuple[str, str, str], int]) -> dict[str, int]:
     return out
 
 
-__all__ = ["DAY", "H", "IID", "IID2", "MIX", "PAYLOAD_KEYS", "body", "dumps", "payload", "totals"]
+__all__ = [
+    "DAY",
+    "H",
+    "IID",
+    "IID2",
+    "MIX",
+    "PAYLOAD_KEYS",
+    "auth",
+    "auth_of",
+    "body",
+    "dumps",
+    "payload",
+    "secret_for",
+    "totals",
+]

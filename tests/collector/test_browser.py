@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from collector import Storage, create_app
+from collector.dashboard import percent
 from collector.server import serve_in_thread
-from tests.collector.payloads import body
+from tests.collector.payloads import auth, body
 from tests.helpers import T0, FakeClock
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -89,7 +90,7 @@ def fleet(url: str, clock: FakeClock, *, instances: int = 24, days: int = 30) ->
                         period_start=f"{day}T00:00:00Z",
                         period_end=f"{day}T23:00:00Z",
                     ),
-                    headers={"Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", **auth(iid)},
                 )
                 assert r.status_code == 200, r.text
     clock.now = T0
@@ -139,9 +140,19 @@ def test_dashboard_shows_the_exact_numbers(
         assert text(f"total-{kind}") == f"{doc['totals'][kind]:,}"
         rows = page.get_by_test_id(f"top-{kind}-row").all()
         shown = [
-            (r.locator("td.name").inner_text(), r.locator("td.num").inner_text()) for r in rows
+            (
+                r.locator("td.name").inner_text(),
+                r.get_by_test_id(f"top-{kind}-count").inner_text(),
+                r.get_by_test_id(f"top-{kind}-instances").inner_text(),
+                r.get_by_test_id(f"top-{kind}-share").inner_text(),
+            )
+            for r in rows
         ]
-        assert shown == [(t["name"], f"{t['count']:,}") for t in doc["top"][kind]]
+        assert shown == [
+            (t["name"], f"{t['count']:,}", f"{t['instances']:,}", percent(t["share"]))
+            for t in doc["top"][kind]
+        ]
+        assert doc["other"][kind] == 0  # 24 instances: every name has K of them
     assert doc["totals"]["api"] > 100_000  # thousands separators are really exercised
     bars = page.locator('[data-testid="daily-chart"] g')
     assert bars.count() == 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from collector.__main__ import main
-from tests.collector.payloads import IID, body
+from tests.collector.conftest import Collector
+from tests.collector.payloads import IID, IID2, auth, body
 from tests.helpers import child_env
 
 
@@ -68,7 +70,7 @@ def test_serves_heartbeats_and_logs_no_client_address(server: Server) -> None:
     assert server.banner[0].startswith("outbox-collector: storing in ")
     assert "app-pw" not in "".join(server.banner)  # a PostgreSQL password is never printed
     assert any(f"dashboard   {server.url}/insights" in line for line in server.banner)
-    with httpx.Client(base_url=server.url, trust_env=False) as http:
+    with httpx.Client(base_url=server.url, trust_env=False, headers=auth(IID)) as http:
         r = http.post(
             server.heartbeat_url, content=body(), headers={"Content-Type": "application/json"}
         )
@@ -83,7 +85,8 @@ def test_serves_heartbeats_and_logs_no_client_address(server: Server) -> None:
     err = server.stop()
     assert "collector.access: POST /api/instances/heartbeat 200 " in err
     assert "collector.access: DELETE /api/instances/{id} 200 " in err
-    assert IID not in err  # the instance id (the operator's secret) is masked
+    assert IID not in err  # the instance id is masked
+    assert auth(IID)["Authorization"].split()[1] not in err  # the secret is never logged
     assert "127.0.0.1" not in err  # no client address, in any log line
 
 
@@ -92,10 +95,11 @@ def test_the_database_survives_a_restart(tmp_path: Path) -> None:
     db = str(tmp_path / "c.db")
     b = body()
     first = start("--db", db, "--no-access-log")
-    httpx.post(first.heartbeat_url, content=b, headers={"Content-Type": "application/json"})
+    h = {"Content-Type": "application/json", **auth(IID)}
+    httpx.post(first.heartbeat_url, content=b, headers=h)
     first.stop()
     second = start("--db", db, "--no-access-log")
-    r = httpx.post(second.heartbeat_url, content=b, headers={"Content-Type": "application/json"})
+    r = httpx.post(second.heartbeat_url, content=b, headers=h)
     assert r.json()["status"] == "duplicate"
     assert "collector.access" not in second.stop()
 
@@ -153,7 +157,64 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
 
     storage = Storage(tmp_path / "c.db")
     assert storage.migrate(now=1) == 0
-    assert storage.migrate(now=2) == 1
+    assert storage.migrate(now=2) == 2
     storage.close()
     rows = sqlite3.connect(tmp_path / "c.db").execute("SELECT * FROM schema_version").fetchall()
-    assert rows == [(1, 1)]
+    assert rows == [(2, 1)]
+
+
+def test_the_operator_lists_reads_and_forgets_instances(
+    collector: Collector, db_target: str
+) -> None:
+    """Per-instance data: on the command line (the database), never on the public pages."""
+    collector.post(body(sequence=1))
+    collector.post(body(sequence=3, instance_id=IID2, version="1.5.0"))
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(main, ["instances", "--db", db_target, "--json"]).output)
+    assert [(i["instance_id"], i["version"], i["missing"], i["credential"]) for i in listed] == [
+        (IID, "1.4.2", 0, True),
+        (IID2, "1.5.0", 2, True),
+    ]
+    table = runner.invoke(main, ["instances", "--db", db_target]).output
+    assert f"{IID}  2026-11-25T10:00:00Z  1.4.2" in table
+    assert table.endswith("2 instances\n")
+    one = json.loads(runner.invoke(main, ["instances", "--db", db_target, "--json", IID]).output)
+    assert one["totals"] == {"api": 15, "command": 1, "ui": 2}
+    assert {(n["kind"], n["name"], n["first_day"], n["last_day"]) for n in one["names"]} == {
+        ("api", "users.list", "2026-11-24", "2026-11-25"),
+        ("api", "groups.get", "2026-11-25", "2026-11-25"),
+        ("command", "sync", "2026-11-25", "2026-11-25"),
+        ("ui", "bulk_edit", "2026-11-24", "2026-11-24"),
+    }
+    # The operator needs no secret to forget.
+    out = runner.invoke(main, ["forget", "--db", db_target, "--yes", IID])
+    assert out.exit_code == 0, out.output
+    assert out.output == f"forgot instance {IID}: 1 heartbeats, 18 counts subtracted\n"
+    again = runner.invoke(main, ["forget", "--db", db_target, "--yes", IID])
+    assert again.exit_code == 1
+    assert f"no heartbeat from instance {IID} is stored" in again.output
+    assert collector.insights(days=7)["totals"] == {"api": 15, "command": 1, "ui": 2}
+
+
+def test_every_collector_module_loads_only_the_contract_of_outbox() -> None:
+    code = (
+        "import sys, pkgutil, importlib, collector; "
+        "[importlib.import_module('collector.' + m.name) "
+        " for m in pkgutil.iter_modules(collector.__path__)]; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'outbox'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env()
+    )
+    assert out.stdout.strip() == "['outbox', 'outbox.contract']"
+
+
+def test_the_readme_documents_every_option_and_command() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The reference collector", 1)[1].split("\n## ", 1)[0]
+    for param in main.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--") and opt != "--help":
+                assert f"`{opt}" in section, opt
+    for name in main.commands:  # type: ignore[attr-defined]
+        assert f"outbox-collector {name}" in section, name

@@ -51,7 +51,7 @@ def test_random_sends_resends_conflicts_and_forgets(collector: Collector) -> Non
         elif roll < 0.2 and sent:
             b = rng.choice(sent).replace(b'"sequence":', b'"sequence": ')  # same id, other bytes
         elif roll < 0.25:
-            collector.http.delete(f"/api/instances/{rng.choice(instances)}")
+            collector.forget(rng.choice(instances))
             continue
         else:
             iid = rng.choice(instances)

@@ -16,7 +16,7 @@ from collector import Storage, StorageError, create_app
 from collector.server import serve_in_thread
 from collector.storage import Outcome
 from collector.validate import Heartbeat
-from tests.collector.payloads import MIX, body, totals
+from tests.collector.payloads import IID, MIX, auth, body, totals
 from tests.helpers import FakeClock
 
 
@@ -28,14 +28,18 @@ def test_a_database_locked_by_another_process_is_503_not_500(tmp_path: Path) -> 
     with serve_in_thread(app) as running, httpx.Client(base_url=running.url) as http:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         r = http.post(
-            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json"}
+            "/api/instances/heartbeat",
+            content=body(),
+            headers={"Content-Type": "application/json", **auth(IID)},
         )
         assert r.status_code == 503
         assert r.headers["retry-after"] == "5"
         assert "locked" in r.json()["error"]
         other.execute("ROLLBACK")
         again = http.post(
-            "/api/instances/heartbeat", content=body(), headers={"Content-Type": "application/json"}
+            "/api/instances/heartbeat",
+            content=body(),
+            headers={"Content-Type": "application/json", **auth(IID)},
         )
         assert again.json()["status"] == "accepted"
     other.close()
@@ -80,7 +84,9 @@ def test_one_bad_heartbeat_does_not_fail_the_others_in_its_batch(tmp_path: Path)
             assert storage.holding.wait(10)
         with httpx.Client(base_url=running.url) as http:
             return http.post(
-                "/api/instances/heartbeat", content=b, headers={"Content-Type": "application/json"}
+                "/api/instances/heartbeat",
+                content=b,
+                headers={"Content-Type": "application/json", **auth(iid)},
             )
 
     with serve_in_thread(app) as running, ThreadPoolExecutor(24) as pool:
@@ -106,7 +112,7 @@ class Broken(Storage):
 def test_a_storage_error_is_a_json_500(tmp_path: Path, path: str) -> None:
     storage = Broken(tmp_path / "collector.db")
     with serve_in_thread(create_app(storage)) as running, httpx.Client(base_url=running.url) as h:
-        r = h.post(path, content=body(), headers={"Content-Type": "application/json"})
+        r = h.post(path, content=body(), headers={"Content-Type": "application/json", **auth(IID)})
         assert r.status_code == 500
         assert r.json() == {"error": "the collector's database failed; try again later"}
         assert h.get("/healthz").json() == {"status": "ok", "database": "sqlite"}

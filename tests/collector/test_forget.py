@@ -14,7 +14,7 @@ from collector.schema import (
     sequence_gaps,
 )
 from tests.collector.conftest import Collector
-from tests.collector.payloads import DAY, IID, IID2, MIX, body, totals
+from tests.collector.payloads import DAY, IID, IID2, MIX, auth, body, totals
 
 OTHER = {("api", "users.list", DAY): 4, ("ui", "export_csv", DAY): 9}
 
@@ -52,7 +52,7 @@ def test_forget_removes_one_instance_and_subtracts_exactly_its_counts(collector:
     before = c.insights(days=7)
     assert before["totals"] == {k: 2 * v + totals(OTHER)[k] for k, v in totals(MIX).items()}
 
-    r = c.http.delete(f"/api/instances/{IID}")
+    r = c.forget(IID)
     assert r.status_code == 200
     assert r.json() == {
         "status": "forgotten",
@@ -74,20 +74,20 @@ def test_forget_removes_one_instance_and_subtracts_exactly_its_counts(collector:
         "sequence_gaps": 0,
     }
     assert rows_of(c, IID2)["instance_heartbeats"] == 1
-    assert c.http.get(f"/api/instances/{IID}").status_code == 404
+    assert c.instance(IID).status_code == 404
 
 
 def test_forget_unknown_instance_and_a_malformed_id_are_404(collector: Collector) -> None:
     c = collector
     c.post(body(instance_id=IID2))
-    r = c.http.delete(f"/api/instances/{IID}")
+    r = c.forget(IID)
     assert r.status_code == 404
     assert "error" in r.json()
     bad = c.http.delete("/api/instances/alice@example.com")
     assert bad.status_code == 404
     assert c.insights(days=7)["totals"] == totals(MIX)
     # Upper case is the same UUID.
-    assert c.http.delete(f"/api/instances/{IID2.upper()}").status_code == 200
+    assert c.forget(IID2.upper()).status_code == 200
     assert c.insights(days=7)["totals"] == {"api": 0, "command": 0, "ui": 0}
 
 
@@ -95,8 +95,8 @@ def test_forget_twice_then_the_instance_may_start_again(collector: Collector) ->
     c = collector
     b = body()
     c.post(b)
-    assert c.http.delete(f"/api/instances/{IID}").status_code == 200
-    assert c.http.delete(f"/api/instances/{IID}").status_code == 404
+    assert c.forget(IID).status_code == 200
+    assert c.forget(IID).status_code == 404
     # Its id is gone with it: a resent heartbeat is new data from an instance still opted in.
     assert c.post(b).json()["status"] == "accepted"
     assert c.insights(days=7)["totals"] == totals(MIX)
@@ -109,15 +109,16 @@ def test_forget_path_is_the_heartbeat_url_with_the_id_in_place_of_heartbeat(
     c.post(body())
     endpoint = f"{c.url}/api/instances/heartbeat"
     url = endpoint.removesuffix("/heartbeat") + f"/{IID}"
-    assert c.http.delete(url).status_code == 200
+    assert c.http.delete(url, headers=auth(IID)).status_code == 200
 
 
 def test_outbox_forget_against_the_collector(collector: Collector, tmp_path: Path) -> None:
     """The other side of ``outbox forget``: the real command, the real service."""
     from click.testing import CliRunner
 
-    from outbox import Telemetry, db, heartbeats
+    from outbox import Telemetry, db, heartbeats, store
     from outbox.cli import CliContext, cli
+    from outbox.contract import bearer
 
     path = tmp_path / "helios" / "telemetry.db"
     t = Telemetry(db_path=path, enabled=True, environ={}, clock=collector.clock)
@@ -132,9 +133,12 @@ def test_outbox_forget_against_the_collector(collector: Collector, tmp_path: Pat
         version="1.4.2",
         edition="community",
     )
+    secret = store.existing_secret(conn)
     conn.close()
-    assert hb is not None
-    assert collector.post(hb.payload).json()["status"] == "accepted"
+    assert hb is not None and secret is not None
+    # The outbox's own secret, as its worker would send it: `outbox forget` sends it too.
+    sent = collector.post(hb.payload, Authorization=bearer(secret))
+    assert sent.json()["status"] == "accepted"
     endpoint = f"{collector.url}/api/instances/heartbeat"
     args = ["--db", str(path), "forget", "--yes", "--endpoint", endpoint]
     obj = CliContext(clock=collector.clock, busy_timeout=0.2)

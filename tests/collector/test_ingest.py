@@ -17,7 +17,18 @@ from collector.server import serve_in_thread
 from collector.validate import Limits
 from outbox.contract import sha256_hex
 from tests.collector.conftest import Collector
-from tests.collector.payloads import DAY, IID, IID2, MIX, body, dumps, payload, totals
+from tests.collector.payloads import (
+    DAY,
+    IID,
+    IID2,
+    MIX,
+    auth,
+    auth_of,
+    body,
+    dumps,
+    payload,
+    totals,
+)
 from tests.helpers import FakeClock
 
 
@@ -126,21 +137,21 @@ def test_chunked_body_over_the_limit_is_413_while_reading(
     r = c.http.post(
         "/api/instances/heartbeat",
         content=chunks(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth(IID)},
     )
     assert r.status_code == 413
     # A chunked body within the limit is fine.
     ok = c.http.post(
         "/api/instances/heartbeat",
         content=iter([body()]),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth(IID)},
     )
     assert ok.json()["status"] == "accepted"
 
 
 @pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded"])
 def test_other_content_types_are_415(collector: Collector, ctype: str | None) -> None:
-    headers = {} if ctype is None else {"Content-Type": ctype}
+    headers = auth(IID) if ctype is None else {"Content-Type": ctype, **auth(IID)}
     r = collector.http.post("/api/instances/heartbeat", content=body(), headers=headers)
     assert r.status_code == 415
     ok = collector.post(body(), **{"Content-Type": "application/json; charset=utf-8"})
@@ -185,7 +196,7 @@ def test_hostile_names_are_422_and_nothing_is_stored(refusing: Collector, name: 
 def test_gaps_in_the_sequence_are_recorded_and_filled(collector: Collector) -> None:
     for seq in (1, 2, 6, 4, 9):
         assert collector.post(body(sequence=seq)).json()["status"] == "accepted"
-    info = collector.http.get(f"/api/instances/{IID}").json()
+    info = collector.instance(IID).json()
     assert info["last_sequence"] == 9
     assert info["heartbeats"] == 5
     assert info["gaps"] == [[3, 3], [5, 5], [7, 8]]
@@ -193,7 +204,7 @@ def test_gaps_in_the_sequence_are_recorded_and_filled(collector: Collector) -> N
     assert info["repeats"] == 0
     for seq in (7, 3, 8, 8):  # the 8 twice: a repeat under another heartbeat id
         collector.post(body(sequence=seq))
-    info = collector.http.get(f"/api/instances/{IID}").json()
+    info = collector.instance(IID).json()
     assert info["gaps"] == [[5, 5]]
     assert info["missing"] == 1
     assert info["repeats"] == 1
@@ -202,7 +213,7 @@ def test_gaps_in_the_sequence_are_recorded_and_filled(collector: Collector) -> N
 
 def test_first_heartbeat_after_one_counts_the_earlier_as_missing(collector: Collector) -> None:
     collector.post(body(sequence=4))
-    info = collector.http.get(f"/api/instances/{IID}").json()
+    info = collector.instance(IID).json()
     assert info["gaps"] == [[1, 3]]
     assert info["missing"] == 3
 
@@ -214,11 +225,11 @@ def test_instance_record_follows_the_newest_heartbeat(collector: Collector) -> N
     collector.post(body(sequence=3, version="1.5.0", edition="licensed"))
     clock.advance(3600)
     collector.post(body(sequence=2, version="1.4.9"))  # late: does not roll the version back
-    info = collector.http.get(f"/api/instances/{IID}").json()
+    info = collector.instance(IID).json()
     assert (info["version"], info["edition"]) == ("1.5.0", "licensed")
     assert info["last_seen"] - info["first_seen"] == 7200
     assert info["totals"] == {"api": 45, "command": 3, "ui": 6}
-    assert collector.http.get(f"/api/instances/{IID2}").status_code == 404
+    assert collector.instance(IID2).status_code == 404
     assert collector.http.get("/api/instances/not-a-uuid").status_code == 404
     r = collector.http.get("/api/instances/heartbeat")
     assert (r.status_code, r.headers["allow"]) == (405, "POST")
@@ -306,7 +317,7 @@ def test_two_collectors_on_one_database_count_each_heartbeat_once(
             r = http_client.post(
                 urls[i % 2],
                 content=bodies[i // 2 % 40],
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **auth_of(bodies[i // 2 % 40])},
             )
             assert r.status_code == 200, r.text
             return str(r.json()["status"])

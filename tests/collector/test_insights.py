@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -58,7 +59,19 @@ def fleet(c: Collector) -> None:
     )
 
 
-def test_thirty_day_window(collector: Collector) -> None:
+@pytest.fixture
+def every_name(serve: Callable[..., Collector]) -> Collector:
+    """A collector that publishes names reported by a single instance (K = 1): these
+    tests check the arithmetic; test_k_anonymity.py checks what K hides."""
+    return serve(min_instances=1)
+
+
+def row(name: str, count: int, instances: int, share: float) -> dict[str, object]:
+    return {"name": name, "count": count, "instances": instances, "share": share}
+
+
+def test_thirty_day_window(every_name: Collector) -> None:
+    collector = every_name
     fleet(collector)
     doc = collector.insights(days=30)
     assert doc["generated_at"] == "2026-11-25T10:00:00Z"
@@ -75,21 +88,20 @@ def test_thirty_day_window(collector: Collector) -> None:
     }
     assert doc["heartbeats"] == {"received": 2, "missing": 0}
     assert doc["totals"] == {"api": 50, "command": 5, "ui": 10}
+    assert doc["min_instances"] == 1
+    # Per name: the count, how many of the 2 instances active in the window used it, and
+    # their share of them (C used users.list too, but 40 days ago).
     assert doc["top"] == {
         "api": [
-            {"name": "users.list", "count": 25},
-            {"name": "groups.get", "count": 20},
-            {"name": "users.create", "count": 5},
+            row("users.list", 25, 2, 1.0),
+            row("groups.get", 20, 1, 0.5),
+            row("users.create", 5, 1, 0.5),
         ],
-        "command": [
-            {"name": "sync", "count": 3},
-            {"name": "deploy", "count": 2},
-        ],
-        "ui": [
-            {"name": "export_csv", "count": 6},
-            {"name": "bulk_edit", "count": 4},
-        ],
+        "command": [row("sync", 3, 1, 0.5), row("deploy", 2, 1, 0.5)],
+        "ui": [row("export_csv", 6, 1, 0.5), row("bulk_edit", 4, 1, 0.5)],
     }
+    assert doc["names"] == doc["top"]
+    assert doc["other"] == {"api": 0, "command": 0, "ui": 0}
     assert doc["dropped"] == {"over_capacity": 7}
     # Every name, in the heartbeat's own shape, most used first.
     assert doc["api_usage"] == {"users.list": 25, "groups.get": 20, "users.create": 5}
@@ -109,7 +121,8 @@ def test_thirty_day_window(collector: Collector) -> None:
     }
 
 
-def test_longer_window_includes_the_older_instance(collector: Collector) -> None:
+def test_longer_window_includes_the_older_instance(every_name: Collector) -> None:
+    collector = every_name
     fleet(collector)
     doc = collector.insights(days=90)
     assert doc["instances"]["in_window"] == 3
@@ -122,20 +135,22 @@ def test_longer_window_includes_the_older_instance(collector: Collector) -> None
         {"version": "1.3.0", "instances": 1},
     ]
     assert doc["totals"] == {"api": 100, "command": 5, "ui": 10}
-    assert doc["top"]["api"][0] == {"name": "users.list", "count": 75}
+    assert doc["top"]["api"][0] == row("users.list", 75, 3, 1.0)
 
 
-def test_short_window_and_top_limit(collector: Collector) -> None:
+def test_short_window_and_top_limit(every_name: Collector) -> None:
+    collector = every_name
     fleet(collector)
     doc = collector.insights(days=2, top=1)
     assert (doc["from"], doc["to"]) == ("2026-11-24", "2026-11-25")
     assert doc["totals"] == {"api": 10, "command": 3, "ui": 4}
     assert doc["api_usage"] == {"users.create": 5, "users.list": 5}  # all names, not just top
     assert doc["top"] == {
-        "api": [{"name": "users.create", "count": 5}],  # ties: by name
-        "command": [{"name": "sync", "count": 3}],
-        "ui": [{"name": "bulk_edit", "count": 4}],
+        "api": [row("users.create", 5, 1, 1.0)],  # ties: by name
+        "command": [row("sync", 3, 1, 1.0)],
+        "ui": [row("bulk_edit", 4, 1, 1.0)],
     }
+    assert [r["name"] for r in doc["names"]["api"]] == ["users.create", "users.list"]
 
 
 def test_time_moves_instances_out_of_active(collector: Collector) -> None:
@@ -172,7 +187,8 @@ def test_bad_parameters_are_422(refusing: Collector, query: str, field: str) -> 
         assert r.json()["field"] == field
 
 
-def test_dashboard_shows_the_numbers_and_no_instance_id(collector: Collector) -> None:
+def test_dashboard_shows_the_numbers_and_no_instance_id(every_name: Collector) -> None:
+    collector = every_name
     fleet(collector)
     r = collector.http.get("/insights?days=30")
     assert r.status_code == 200
@@ -185,14 +201,18 @@ def test_dashboard_shows_the_numbers_and_no_instance_id(collector: Collector) ->
     assert not re.search(r"<script|https?://(?!127\.0\.0\.1)", html)
     assert re.search(r'data-testid="total-api">50<', html)
     assert re.search(r'data-testid="active-30d">2<', html)
+    assert re.search(r'data-testid="top-api-instances">2<', html)
+    assert re.search(r'data-testid="top-api-share">100 %<', html)
     assert "<svg" in html
 
 
-def test_dashboard_escapes_what_came_from_heartbeats(collector: Collector) -> None:
-    collector.post(body(version='<b>1</b>&"x"'))
-    html = collector.http.get("/insights").text
-    assert "<b>1</b>" not in html
-    assert "&lt;b&gt;1&lt;/b&gt;&amp;&quot;x&quot;" in html
+@pytest.mark.parametrize(
+    "version", ['<b>1</b>&"x"', "db01.acme.internal", "1.4.2 (build 7)", "v1.4", "latest"]
+)
+def test_a_version_that_is_not_pep_440_or_semver_is_422(refusing: Collector, version: str) -> None:
+    r = refusing.post(body(version=version))
+    assert (r.status_code, r.json()["field"]) == (422, "app.version")
+    assert "PEP 440 or semver" in r.json()["error"]
 
 
 def test_thousands_are_separated_on_the_page(collector: Collector) -> None:

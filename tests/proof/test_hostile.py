@@ -39,7 +39,7 @@ from outbox import Telemetry, heartbeats, store
 from outbox.contract import is_valid_name
 from outbox.names import api_name
 from outbox.web import validation
-from tests.collector.payloads import payload
+from tests.collector.payloads import IID, auth, payload
 from tests.helpers import FakeClock, totals
 from tests.proof.support import LiveCollector, pii_in_names, record
 from tests.web.conftest import SAME_ORIGIN, Client
@@ -300,7 +300,11 @@ def test_near_valid_payloads_never_500_and_refused_leave_no_trace(
             body = json.dumps(doc).encode()
             if raw:  # broken JSON around the same id
                 body = body[: data.draw(st.integers(0, len(body) - 1))] + hid.encode()
-            r = http.post(collector.url, content=body, headers={"Content-Type": "application/json"})
+            r = http.post(
+                collector.url,
+                content=body,
+                headers={"Content-Type": "application/json", **auth(IID)},  # the instance's
+            )
             statuses[r.status_code] += 1
             by_mutation[how] += 1
             assert r.status_code in (200, 400, 409, 413, 415, 422), r.text
@@ -350,6 +354,8 @@ def test_schemathesis_negative_mode_stores_nothing(tmp_path: Path) -> None:
                 "200",
                 "--seed",
                 "11",
+                "--header",  # past the credential check, into validation
+                f"Authorization: {auth(IID)['Authorization']}",
             ],
             capture_output=True,
             text=True,

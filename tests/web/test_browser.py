@@ -115,7 +115,8 @@ def deliver_to_a_collector(db_path: Path, tmp_path: Path) -> dict[tuple[str, str
     """Run ``python -m worker --once`` against a collector on loopback; return its totals."""
     storage = Storage(str(tmp_path / "collector.db"))
     try:
-        with serve_in_thread(create_app(storage)) as collector:
+        # One instance: every name public (the collector's default K is 3).
+        with serve_in_thread(create_app(storage, min_instances=1)) as collector:
             worker = subprocess.run(
                 [sys.executable, "-m", "worker", "--once"],
                 env=child_env(
