@@ -17,8 +17,10 @@ from outbox.contract import (
     EXPORT_FORMAT,
     FILE_VERSION,
     MAX_NAME_LENGTH,
+    MAX_VERSION_LENGTH,
     PAYLOAD_KEYS,
     PAYLOAD_SCHEMA_VERSION,
+    VERSION_PATTERN,
 )
 
 
@@ -67,9 +69,9 @@ def document(limits: v.Limits = v.DEFAULT_LIMITS, *, version: str = "1") -> dict
                 "properties": {
                     "version": {
                         "type": "string",
-                        "pattern": f"^(?:{v.VERSION_PATTERN})$",
+                        "pattern": f"^(?:{VERSION_PATTERN})$",
                         "minLength": 1,
-                        "maxLength": v.MAX_VERSION_LENGTH,
+                        "maxLength": MAX_VERSION_LENGTH,
                     },
                     "edition": {"type": "string", "enum": list(v.EDITIONS)},
                 },

@@ -28,11 +28,14 @@ from outbox.contract import (
     CONTRACT_DROP_REASONS,
     KINDS,
     MAX_NAME_LENGTH,
+    MAX_VERSION_LENGTH,
     NAME_PATTERN,
+    PAYLOAD_FIELDS,
     PAYLOAD_KEYS,
     PAYLOAD_SCHEMA_VERSION,
     Kind,
     is_valid_name,
+    is_valid_version,
     sha256_hex,
 )
 
@@ -57,43 +60,16 @@ TIME_PATTERN: Final = (
 )
 DAY_PATTERN: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 REASON_PATTERN: Final = r"[a-z][a-z0-9_]*"
-_N = r"(?:0|[1-9][0-9]*)"
-#: PEP 440 in its normalized form, local label included: "1.4.2", "2.0rc1", "1.5.post1",
-#: "1.6.dev3", "1!2.0", "0+unknown" (what an outbox installed from a bare checkout says).
-PEP440_PATTERN: Final = (
-    rf"(?:[1-9][0-9]*!)?{_N}(?:\.{_N})*(?:(?:a|b|rc){_N})?(?:\.post{_N})?(?:\.dev{_N})?"
-    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"
-)
-_SEMVER_ID = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
-#: Semantic Versioning 2.0.0: "2.0.0-rc.1", "1.4.2+build.7".
-SEMVER_PATTERN: Final = (
-    rf"{_N}\.{_N}\.{_N}(?:-{_SEMVER_ID}(?:\.{_SEMVER_ID})*)?"
-    r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?"
-)
-VERSION_PATTERN: Final = f"(?:{PEP440_PATTERN})|(?:{SEMVER_PATTERN})"
 #: What bodies stored before versions were checked may hold (re-reading them only).
 LEGACY_VERSION_PATTERN: Final = r"[!-~](?:[ -~]*[!-~])?"
-MAX_VERSION_LENGTH: Final = 64
 
 _UUID_RE = re.compile(UUID_PATTERN)
 _TIME_RE = re.compile(TIME_PATTERN)
 _DAY_RE = re.compile(DAY_PATTERN)
 _REASON_RE = re.compile(REASON_PATTERN)
-_VERSION_RE = re.compile(VERSION_PATTERN)
 _LEGACY_VERSION_RE = re.compile(LEGACY_VERSION_PATTERN)
 
-TOP_KEYS: Final = (
-    "schema_version",
-    "heartbeat_id",
-    "instance_id",
-    "sequence",
-    "period_start",
-    "period_end",
-    "app",
-    *PAYLOAD_KEYS.values(),
-    "days",
-    "dropped",
-)
+TOP_KEYS: Final = PAYLOAD_FIELDS
 _KIND_OF_KEY: Final[dict[str, Kind]] = {key: kind for kind, key in PAYLOAD_KEYS.items()}
 
 #: Longest piece of client input echoed back in a ``field``.
@@ -315,11 +291,12 @@ def _app(value: object, limits: Limits) -> tuple[str, str]:
     app = _object(value, "app")
     _exact_keys(app, ("version", "edition"), "app")
     version = app["version"]
-    pattern = _VERSION_RE if limits.strict_versions else _LEGACY_VERSION_RE
-    if (
-        type(version) is not str
-        or len(version) > MAX_VERSION_LENGTH
-        or pattern.fullmatch(version) is None
+    if not (
+        is_valid_version(version)
+        if limits.strict_versions
+        else type(version) is str
+        and len(version) <= MAX_VERSION_LENGTH
+        and _LEGACY_VERSION_RE.fullmatch(version) is not None
     ):
         raise _invalid(
             "app.version",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from outbox.contract import is_valid_version
 from outbox.errors import SettingsError
 
 Mode = Literal["on", "local", "off"]
@@ -221,6 +222,16 @@ class Config:
                 )
             )
 
+        version = (env.get(VERSION) or "").strip() or package_version()
+        if not is_valid_version(version):
+            problems.append(
+                Problem(
+                    VERSION,
+                    f"{VERSION}={version[:40]!r} is not a PEP 440 or semver version (1.4.2, "
+                    "2.0.0-rc.1); the collector would refuse every heartbeat: fix the variable",
+                )
+            )
+
         path = db_path or env.get(DB)
         return cls(
             db_path=Path(path).expanduser() if path else default_db_path(env),
@@ -228,7 +239,7 @@ class Config:
             do_not_track=parse_do_not_track(env.get(DO_NOT_TRACK)),
             endpoint=url,
             edition=edition,
-            version=(env.get(VERSION) or "").strip()[:64] or package_version(),
+            version=version,
             problems=tuple(problems),
         )
 

@@ -130,6 +130,35 @@ def is_valid_count(count: object) -> bool:
     return type(count) is int and 1 <= count <= MAX_COUNT
 
 
+# -- versions --------------------------------------------------------------------------------
+
+_N = r"(?:0|[1-9][0-9]*)"
+#: PEP 440 in its normalized form, local label included: "1.4.2", "2.0rc1", "1.5.post1",
+#: "1.6.dev3", "1!2.0", "0+unknown" (what an outbox installed from a bare checkout says).
+PEP440_PATTERN: Final = (
+    rf"(?:[1-9][0-9]*!)?{_N}(?:\.{_N})*(?:(?:a|b|rc){_N})?(?:\.post{_N})?(?:\.dev{_N})?"
+    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"
+)
+_SEMVER_ID = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+#: Semantic Versioning 2.0.0: "2.0.0-rc.1", "1.4.2+build.7".
+SEMVER_PATTERN: Final = (
+    rf"{_N}\.{_N}\.{_N}(?:-{_SEMVER_ID}(?:\.{_SEMVER_ID})*)?"
+    r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?"
+)
+VERSION_PATTERN: Final = f"(?:{PEP440_PATTERN})|(?:{SEMVER_PATTERN})"
+MAX_VERSION_LENGTH: Final = 64
+_VERSION_RE = re.compile(VERSION_PATTERN)
+
+
+def is_valid_version(version: object) -> bool:
+    """True for a PEP 440 or semver version of at most 64 characters (``app.version``)."""
+    return (
+        type(version) is str
+        and len(version) <= MAX_VERSION_LENGTH
+        and _VERSION_RE.fullmatch(version) is not None
+    )
+
+
 # -- time ----------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import click
 import httpx
 
 from outbox import maintenance
-from outbox.config import EDITION, ENABLED, ENDPOINT, Config
+from outbox.config import EDITION, ENABLED, ENDPOINT, VERSION, Config
 from outbox.errors import OutboxBusy, OutboxError, SettingsError
 from worker.loop import Summary, Worker
 from worker.options import Options
@@ -89,7 +89,7 @@ def _config(environ: dict[str, str], db: Path | None, endpoint: str | None) -> C
     """The environment, with ``--db`` and ``--endpoint``; a value the worker cannot use
     stops it (exit 2) with the same sentence ``outbox status`` shows."""
     config = Config.from_env(environ, db_path=db, endpoint=endpoint)
-    config.require(ENDPOINT, "--endpoint", EDITION, ENABLED)
+    config.require(ENDPOINT, "--endpoint", EDITION, ENABLED, VERSION)
     proxy_for(config.endpoint, environ)  # an unusable proxy is said now, not at the first POST
     return config
 

@@ -104,9 +104,10 @@ def forget(ctx: click.Context, endpoint: str | None, yes: bool) -> None:
         click.echo(f"the service has no data for this instance (HTTP 404 from {url})")
     elif code == 401:
         raise click.ClickException(
-            f"the service refused (HTTP 401 from {url}): it knows instance {instance} by "
-            "another credential than the secret of this outbox; only the outbox that sent "
-            "its heartbeats can ask for its deletion"
+            f"the service refused (HTTP 401 from {url}): {_answer(response)}. It binds an "
+            "instance to the secret of the outbox that sent its first heartbeat: only that "
+            "outbox can ask for its deletion (an instance last heard from before secrets "
+            "existed is bound by its next heartbeat)"
         )
     elif 200 <= code < 300:
         click.echo(f"the service deleted the data of instance {instance} (HTTP {code})")

@@ -12,7 +12,7 @@ import click
 from outbox import offline, store
 from outbox.cli.context import CliContext
 from outbox.cli.fmt import human_bytes, short_id
-from outbox.config import EDITION
+from outbox.config import EDITION, VERSION
 from outbox.contract import ContractError, Receipt
 
 
@@ -47,7 +47,7 @@ def export_command(obj: CliContext, output: Path | None) -> None:
     \b
         outbox export -o heartbeat.json
     """
-    cfg = obj.config().require(EDITION)
+    cfg = obj.config().require(EDITION, VERSION)
     with obj.writing() as conn:
         decision = cfg.decision(store.org_enabled(conn))
         if not decision.sending:

@@ -11,7 +11,7 @@ from outbox import heartbeats as hb
 from outbox import store
 from outbox.cli.context import CliContext
 from outbox.cli.fmt import WIDTH, clip, period, plural, short_id, stamp, table
-from outbox.config import EDITION
+from outbox.config import EDITION, VERSION
 from outbox.contract import KINDS, STATUSES, Kind, encode, iso_utc
 
 
@@ -95,7 +95,8 @@ def preview(obj: CliContext, compact: bool) -> None:
     \b
         outbox preview --compact | wc -c
     """
-    cfg = obj.config().require(EDITION)  # the endpoint and the switch do not shape a payload
+    # The endpoint and the on/off switch do not shape a payload: only these must be usable.
+    cfg = obj.config().require(EDITION, VERSION)
     with obj.reading() as conn:
         if conn is None:
             click.echo(_nothing_yet(obj) + "; nothing would be sent", err=True)

@@ -236,3 +236,19 @@ def test_off_by_default_looks_for_an_organisation_choice_once_a_second(db_path: 
     assert t.track_api_call("users.list") is False  # not looked at again yet
     tick.advance(1.0)
     assert t.track_api_call("users.list") is True
+
+
+@pytest.mark.parametrize("value", ["1.4.2", "2.0.0-rc.1", "1.5.post1", "0+unknown", "2.0rc1"])
+def test_a_version_the_collector_accepts(value: str) -> None:
+    assert Config.from_env({"HELIOS_VERSION": value}).problems == ()
+
+
+@pytest.mark.parametrize("value", ["v1.4", "1.4.2 beta", "latest", "1.4.2; rm -rf", "x" * 70])
+def test_a_version_the_collector_would_refuse_stops_the_worker_not_the_app(value: str) -> None:
+    """A free-form HELIOS_VERSION would make every heartbeat a 422 (rejected for good):
+    said before anything is sealed, the same way as every other bad value."""
+    cfg = Config.from_env({"HELIOS_VERSION": value})
+    assert [p.variable for p in cfg.problems] == ["HELIOS_VERSION"]
+    with pytest.raises(SettingsError, match="is not a PEP 440 or semver version"):
+        cfg.require("HELIOS_VERSION")
+    assert cfg.decision(True).mode == "on"  # track calls are not affected
