@@ -148,9 +148,14 @@ def make_commands(telemetry: Telemetry) -> dict[str, Callable[[], Awaitable[dict
     return {"sync": sync, "users.export": export_async}
 
 
+#: What the fake upstream serves: the declared resources, and ``hosts``, which the
+#: vocabulary does not declare (its requests are counted as dropped ``unknown_name``).
+UPSTREAM = {r.split(".")[0] for r in RELAY_RESOURCES} | {"hosts"}
+
+
 async def relay(request: Request) -> Response:
     """A stand-in for Helios's relay to the directory API: canned JSON for a few
-    resources, ``{"id": ...}`` for any other declared one, 404 for the rest."""
+    resources, a small answer for any other the upstream serves, 404 for the rest."""
     parts = [p for p in request.path_params["path"].split("/") if p]
     if parts == ["users"]:
         return JSONResponse({"users": USERS})
@@ -159,7 +164,7 @@ async def relay(request: Request) -> Response:
         return JSONResponse(user) if user else JSONResponse({"error": "no such user"}, 404)
     if parts == ["groups"]:
         return JSONResponse({"groups": GROUPS})
-    if parts and parts[0].lower() in {r.split(".")[0] for r in RELAY_RESOURCES}:
+    if parts and parts[0].lower() in UPSTREAM:
         return JSONResponse({"resource": "fake", "segments": len(parts)})
     return JSONResponse({"error": "no such resource"}, 404)
 
