@@ -8,10 +8,11 @@
 Both decide after the response started, by :func:`outbox.web.counting.decide`:
 counted once when the status is 2xx and a name could be made of declared words
 only. They pass the request on with the same scope and ``receive``; ``send`` is
-wrapped only to read the status. Counting never fails or delays a response: the
-outbox write happens after the response is complete, in a worker thread (so the
-event loop never waits for SQLite), and is guarded even though a track call never
-raises. Each middleware also keeps a tally by outcome, written to the outbox at
+wrapped only to read the status. Counting never fails or delays a response: after
+the response the name is handed to the middleware's writer thread
+(:class:`outbox.web.writer.CountWriter`), which stores what is waiting in batches, so
+the event loop never waits for SQLite; storing is guarded even though a track call
+never raises. Each middleware also keeps a tally by outcome, written to the outbox at
 most once a minute (``outbox status`` shows it), and logs one warning when it
 cannot be counting anything.
 
@@ -50,6 +51,7 @@ from outbox.web.naming import (
     mark_of,
     name_from_template,
 )
+from outbox.web.writer import CountWriter
 
 if TYPE_CHECKING:
     from outbox.client import Telemetry
@@ -104,6 +106,7 @@ class _Tracking:
         self._next_flush = time.monotonic() + flush_every
         self._flushing: asyncio.Future[bool] | None = None
         self._failed_once = False
+        self.writer = CountWriter(lambda: self.telemetry, source=source)
 
     @property
     def telemetry(self) -> Telemetry:
@@ -113,16 +116,20 @@ class _Tracking:
 
     # -- the per-request path -----------------------------------------------------------
 
-    async def _record(self, outcome: Outcome, name: str | None) -> None:
-        """Tally one request; store its count (or its unknown_name drop) off the loop."""
+    def _record(self, outcome: Outcome, name: str | None) -> None:
+        """Tally one request; store its count (or its unknown_name drop)."""
         self.tally.add(outcome)
         if outcome is Outcome.COUNTED or outcome is Outcome.UNKNOWN_NAME:
-            if self.writes == "inline":
-                self._write(name)
+            if self.writes == "thread":
+                self.writer.put(name)
             else:
-                await asyncio.get_running_loop().run_in_executor(None, self._write, name)
+                self._write(name)
         if self.tally.seen == self.check_after or time.monotonic() >= self._next_flush:
             self._check_and_flush()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every count handed to the writer thread is stored (tests, shutdown)."""
+        return self.writer.drain(timeout)
 
     def _write(self, name: str | None) -> None:
         try:
@@ -178,7 +185,9 @@ class _Tracking:
             message: Message = await receive()
             if message.get("type") == "lifespan.shutdown":
                 self.tally.check()
-                await asyncio.get_running_loop().run_in_executor(None, self.flush)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self.drain)
+                await loop.run_in_executor(None, self.flush)
             return message
 
         await self.app(scope, watch, send)
@@ -227,9 +236,9 @@ class RouteTracking(_Tracking):
     :param check_after: requests after which a middleware that could not count
         anything logs one warning.
     :param flush_every: seconds between writes of the tally to the outbox.
-    :param writes: ``"thread"`` (default: the outbox write runs in a worker thread
-        after the response) or ``"inline"`` (on the event loop, after the response;
-        see ``benchmarks/web_overhead.py``).
+    :param writes: ``"thread"`` (default: handed to the writer thread, stored in
+        batches) or ``"inline"`` (one track call on the event loop after each response;
+        slower and it makes the loop wait for SQLite, see ``benchmarks/web_overhead.py``).
 
     With Starlette or FastAPI: ``app.add_middleware(RouteTracking, telemetry=t)``.
     """
@@ -267,7 +276,7 @@ class RouteTracking(_Tracking):
         method: str = scope["method"]
         if method not in VERBS:
             await self.app(scope, receive, send)
-            await self._record(Outcome.METHOD, None)
+            self._record(Outcome.METHOD, None)
             return
         root: str = scope.get("root_path", "")
         box = [0]
@@ -287,7 +296,7 @@ class RouteTracking(_Tracking):
             mark=mark,
             name=lambda: self._name(scope, method, root),
         )
-        await self._record(outcome, name)
+        self._record(outcome, name)
 
     def _name(self, scope: Scope, method: str, root: str) -> str | None:
         try:
@@ -432,7 +441,7 @@ class RelayTracking(_Tracking):
         method: str = scope["method"]
         if rest is None or method not in VERBS:
             await self.app(scope, receive, send)
-            await self._record(Outcome.UNMATCHED if rest is None else Outcome.METHOD, None)
+            self._record(Outcome.UNMATCHED if rest is None else Outcome.METHOD, None)
             return
         box = [0]
         try:
@@ -445,7 +454,7 @@ class RelayTracking(_Tracking):
         )
         if outcome is Outcome.UNNAMED:
             outcome = Outcome.UNKNOWN_NAME
-        await self._record(outcome, name)
+        self._record(outcome, name)
 
     def _relayed_path(self, scope: Scope) -> str | None:
         """The path after the prefix, or None when the request is not relayed."""
