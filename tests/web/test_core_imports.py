@@ -20,6 +20,7 @@ CORE = [
     "outbox.web.help",
     "outbox.web.endpoints",
     "outbox.web.asgi",  # pure ASGI: RelayTracking needs no framework
+    "outbox.web.writer",
 ]
 
 BLOCK = """
