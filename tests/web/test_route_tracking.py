@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, FastAPI, HTTPException
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -311,3 +312,47 @@ def test_the_template_never_comes_from_the_path() -> None:
     # a mount was passed but cannot be found again: no template, not the path
     lost: dict[str, Any] = {**scope, "root_path": "/orgs/acme", "router": Router(routes=[])}
     assert route_template(lost) is None
+
+
+@pytest.mark.parametrize("wiring", ["fastapi_mount", "fastapi_include", "starlette_mount"])
+def test_the_telemetry_routes_plug_in_every_way_and_are_never_counted(
+    on: Telemetry, db_path: Path, wiring: str
+) -> None:
+    routes = telemetry_routes(
+        telemetry=on, authorize=everyone, origins=[ORIGIN], ui_actions=["bulk_edit"]
+    )
+    app: ASGIApp
+    if wiring == "fastapi_mount":
+        app = FastAPI()
+        app.mount("/helios", routes)
+    elif wiring == "fastapi_include":
+        app = FastAPI()
+        app.include_router(routes, prefix="/helios")
+    else:
+        app = Starlette(routes=[Mount("/helios", app=routes)])
+    app.add_middleware(RouteTracking, telemetry=on, writes="inline")
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+            return [
+                await client.get("/helios/settings/privacy"),
+                await client.get("/helios/api/settings/telemetry"),
+                await client.put(
+                    "/helios/api/settings/telemetry",
+                    json={"enabled": True},
+                    headers={"Origin": ORIGIN},
+                ),
+                await client.post(
+                    "/helios/api/telemetry/ui-actions",
+                    json={"actions": {"bulk_edit": 1}},
+                    headers={"Origin": ORIGIN},
+                ),
+            ]
+
+    page, settings, put, post = run_async(go)
+    assert [r.status_code for r in (page, settings, put, post)] == [200, 200, 200, 202], post.text
+    assert 'src="/helios/telemetry/static/privacy.js"' in page.text
+    assert 'data-helios-telemetry-settings="/helios/api/settings/telemetry"' in page.text
+    assert post.json()["accepted"] == 1, post.json()
+    assert stored(db_path) == {("ui", "bulk_edit"): 1}  # the UI action, never the routes
