@@ -433,7 +433,7 @@ def test_e_a_normal_user_cannot_switch_and_is_told_why(
         # Even a page script that enables the switch and flips it gets the real reason.
         page.evaluate("document.getElementById('helios-share').disabled = false")
         with page.expect_response(lambda r: r.request.method == "PUT") as answer:
-            toggle.check()
+            toggle.click()  # not check(): the page turns it back as soon as the 403 arrives
         assert answer.value.status == 403
         assert answer.value.json() == {
             "error": "forbidden",
@@ -445,8 +445,9 @@ def test_e_a_normal_user_cannot_switch_and_is_told_why(
         )
         expect(toggle).not_to_be_checked()
         # Signed out: the same.
-        page.goto(base + "/")
-        page.click("#sign-out")
+        open_dashboard(page, base)
+        with page.expect_navigation():
+            page.click("#sign-out")
         expect(page.locator("#sign-in")).to_be_visible()
         page.goto(base + "/settings/privacy")
         expect(page.get_by_role("switch", name=TOGGLE_LABEL)).to_be_disabled()
