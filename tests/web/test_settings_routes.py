@@ -522,3 +522,32 @@ def test_with_a_worker_there_is_no_warning(
 def test_the_page_and_the_api_say_when_heartbeats_go(on: Telemetry) -> None:
     assert client(on).get(URL, headers=SAME_ORIGIN).json()["schedule"] == disclosure.SCHEDULE
     assert f'<p id="helios-schedule">{escape(disclosure.SCHEDULE)}</p>' in page(on)
+
+
+def test_the_page_never_renders_what_is_sent_for_others() -> None:
+    from outbox.config import decide
+    from outbox.web import privacy_page
+    from outbox.web.page import WhatIsSent
+    from outbox.web.view import Links, Viewer
+
+    sent = WhatIsSent(next_heartbeat='{"api_usage": {"widgets.list": 1}}')
+    on = decide("true", False, None)
+    assert "widgets" not in privacy_page(on, Links(), viewer=Viewer(hook=True), sent=sent)
+    admin = Viewer(hook=True, admin=True)
+    assert "widgets" in privacy_page(on, Links(), viewer=admin, sent=sent)
+
+
+def test_the_outbox_is_not_even_read_for_others(db_path: Path) -> None:
+    class Counting(Telemetry):
+        previews = 0
+
+        def preview(self) -> dict[str, object] | None:
+            Counting.previews += 1
+            return super().preview()
+
+    t = Counting(db_path=db_path, enabled=True, environ={})
+    page(t, authorize=admin_only)
+    assert Counting.previews == 0
+    page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert Counting.previews == 1
+    t.close()

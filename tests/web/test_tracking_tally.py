@@ -252,3 +252,13 @@ def test_nothing_is_written_while_off_or_before_there_is_an_outbox(
     lifespan_shutdown(app)
     with off.connect() as conn:
         assert store.web_tracking(conn) is None
+
+
+def test_a_server_stopping_stores_what_the_writer_thread_still_holds(
+    on: Telemetry, db_path: Path
+) -> None:
+    app = RelayTracking(lifespan_app, telemetry=on)  # writes="thread": stored 50 ms later
+    for _ in range(7):
+        call(app, http_scope("GET", "/api/relay/users"))
+    lifespan_shutdown(app)
+    assert stored(db_path) == {("api", "users.list"): 7}  # at once, not 50 ms later
