@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from outbox import store
 from outbox.db import transaction
-from outbox.errors import OutboxError, OutboxMissing
+from outbox.errors import OutboxError
 from outbox.web.counting import (
     DEFAULT_CHECK_AFTER,
     OWN_ROUTE_MARK,
@@ -194,7 +194,8 @@ class _Tracking:
 
 
 def _write_tally(telemetry: Telemetry, batch: Flush) -> bool | None:
-    """True: written; False: nothing to do (off, no outbox); None: failed, keep the counts."""
+    """True: written; False: telemetry is off, the counts go; None: not written (no outbox
+    yet, or it failed), keep the counts for the next flush."""
     try:
         with telemetry.connect(create=False) as conn:
             if not telemetry.config.decision(store.org_enabled(conn)).collecting:
@@ -205,9 +206,7 @@ def _write_tally(telemetry: Telemetry, batch: Flush) -> bool | None:
                     conn, batch.source, batch.delta, warning=batch.warning, now=now
                 )
             return True
-    except OutboxMissing:
-        return False
-    except OutboxError:
+    except OutboxError:  # OutboxMissing included: nothing was collected yet
         return None
 
 
