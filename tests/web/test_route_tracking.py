@@ -356,3 +356,13 @@ def test_the_telemetry_routes_plug_in_every_way_and_are_never_counted(
     assert 'data-helios-telemetry-settings="/helios/api/settings/telemetry"' in page.text
     assert post.json()["accepted"] == 1, post.json()
     assert stored(db_path) == {("ui", "bulk_edit"): 1}  # the UI action, never the routes
+
+
+def test_a_route_object_can_carry_the_name_or_the_opt_out(on: Telemetry, db_path: Path) -> None:
+    named, hidden = Route("/api/whoami", ok), Route("/api/internal/{x}", ok)
+    named.helios_telemetry_name = "users.me.get"  # type: ignore[attr-defined]
+    hidden.helios_telemetry_name = False  # type: ignore[attr-defined]
+    app = Starlette(routes=[named, hidden])
+    app.add_middleware(RouteTracking, telemetry=on, writes="inline")
+    assert send(app, [("GET", "/api/whoami"), ("GET", "/api/internal/1")]) == [200, 200]
+    assert stored(db_path) == {("api", "users.me.get"): 1}
