@@ -3,8 +3,8 @@
 1. Starts the reference collector (``python -m collector``) on a free loopback
    port with a SQLite file.
 2. Simulates several Helios instances, each with its own outbox: a realistic mix
-   of relayed API calls (with ids and emails in the paths, stripped by
-   ``api_name``), commands and UI actions over the last few days (an injected
+   of relayed API calls (ids, user names and emails in the paths, named from the
+   relay's declared vocabulary only), commands and UI actions over the last few days (an injected
    clock), plus a few hostile names that are refused and counted.
 3. After each simulated day runs every instance's worker (``python -m worker
    --once``, real processes). One instance is offline for the first days: its
@@ -37,17 +37,18 @@ from typing import Any
 
 from outbox import Telemetry, db, store
 from outbox.contract import KINDS, PAYLOAD_KEYS, bearer
-from outbox.names import api_name
+from outbox.web.naming import DEFAULT_RELAY_RESOURCES, Vocabulary
 
 DAYS = 3
 # Not inherited: sharing is switched on per outbox (the organisation setting), and a
 # DO_NOT_TRACK or HELIOS_TELEMETRY_ENABLED in your shell would decide for the workers.
 OWN_VARIABLES = {"DO_NOT_TRACK", "HELIOS_TELEMETRY_ENABLED", "HELIOS_TELEMETRY_DB"}
 
-# (method, path template, weight): {id}, {uuid} and {email} are filled per call.
+# (method, path template, weight): {id}, {uuid}, {user} and {email} are filled per call.
 RELAYED = [
     ("GET", "/users", 30),
-    ("GET", "/users/{id}", 40),
+    ("GET", "/users/{id}", 25),
+    ("GET", "/users/{user}", 15),
     ("POST", "/users", 6),
     ("PATCH", "/users/{email}", 4),
     ("DELETE", "/users/{id}", 1),
@@ -57,6 +58,9 @@ RELAYED = [
     ("GET", "/projects/{id}/builds", 15),
     ("POST", "/projects/{id}/deploy", 2),
 ]
+# What the relay's names are made of: the directory APIs, extended by the host app.
+RELAY = Vocabulary.build([*DEFAULT_RELAY_RESOURCES, "projects.builds", "projects.deploy"])
+USERNAMES = ["jdoe", "john_smith", "a.lovelace", "ghopper", "edsger"]
 COMMANDS = [("sync", 8), ("users.import", 2), ("deploy", 3), ("export", 1)]
 UI_ACTIONS = [("bulk_edit", 5), ("export_csv", 3), ("column_sort", 12), ("dark_mode", 1)]
 # What careless code might pass as a name: refused, counted as invalid_name, never stored.
@@ -98,6 +102,7 @@ def relayed_path(rng: random.Random, template: str) -> str:
         id=rng.randint(1, 99_999),
         uuid=f"{rng.getrandbits(128):032x}",
         email=f"user{rng.randint(1, 500)}@example.org",
+        user=rng.choice(USERNAMES),
     )
 
 
@@ -114,8 +119,9 @@ def simulate_day(inst: Instance, day_start: float, rng: random.Random) -> None:
         roll = rng.random()
         if roll < 0.75:
             method, template = rng.choices(routes, weights)[0]
-            kind, name = "api", api_name(method, relayed_path(rng, template))
-            ok = t.track_api_call(name)  # type: ignore[arg-type]
+            kind, name = "api", RELAY.name(method, relayed_path(rng, template))
+            assert name is not None  # every template above is declared
+            ok = t.track_api_call(name)
         elif roll < 0.85:
             kind, name = "command", pick(rng, COMMANDS)
             ok = t.track_command(name)

@@ -1,8 +1,8 @@
 """Regenerate the privacy-page screenshots in docs/img (on, off, locked).
 
-Runs the example host app on 127.0.0.1 and photographs /settings/privacy in
-Debian's Chromium (``apt-get install chromium``), the same way the browser tests
-drive it::
+Runs the example host app on 127.0.0.1, signs in as its administrator and
+photographs /settings/privacy in Debian's Chromium (``apt-get install chromium``),
+the same way the browser tests drive it::
 
     .venv/bin/python examples/screenshots.py [OUTPUT_DIR]
 """
@@ -38,6 +38,10 @@ def main() -> int:
         "locked": Telemetry(db_path=folder / "locked.db", environ={"DO_NOT_TRACK": "1"}),
     }
     states["on"].set_enabled(True)  # as an administrator would, on this page
+    for name, count in (("users.list", 12), ("groups.get", 3)):
+        states["on"].track_api_call(name, count)
+    states["on"].track_command("sync")
+    states["on"].track_ui_action("bulk_edit", 2)
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
@@ -46,6 +50,11 @@ def main() -> int:
             with serve_in_thread(create_app(telemetry)) as server:
                 context = browser.new_context(viewport={"width": 900, "height": 760})
                 page = context.new_page()
+                page.goto(server.url + "/signin")
+                page.fill("#username", "admin")
+                page.fill("#password", "admin-password")
+                with page.expect_navigation():
+                    page.click("#sign-in-submit")
                 page.goto(server.url + "/settings/privacy")
                 page.wait_for_load_state("networkidle")
                 path = out / f"privacy-{state}.png"

@@ -15,12 +15,12 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from outbox.contract import KINDS, PAYLOAD_KEYS, DropReason, Kind, day_of
+from outbox.contract import KINDS, PAYLOAD_KEYS, DropReason, Kind, day_of, iso_utc
 from outbox.payload import Aggregate
 
 #: The organisation's choice in the host app's ``organization_settings`` table.
@@ -74,6 +74,8 @@ class Meta(StrEnum):
     #: A corrupt outbox was moved aside: where to, and when.
     RECOVERED_FROM = "recovered_from"
     RECOVERED_AT = "recovered_at"
+    #: What the web middlewares saw, per source, by outcome (JSON; :func:`add_web_tracking`).
+    WEB_TRACKING = "web_tracking"
 
 
 def get(conn: sqlite3.Connection, key: Meta, default: object = None) -> object:
@@ -108,6 +110,69 @@ def put(conn: sqlite3.Connection, key: Meta, value: object) -> None:
 
 def delete(conn: sqlite3.Connection, *keys: Meta) -> None:
     conn.executemany("DELETE FROM meta WHERE key = ?", [(k.value,) for k in keys])
+
+
+#: At most this many middleware sources are kept in meta ``web_tracking``.
+MAX_WEB_SOURCES: Final = 20
+
+
+def add_web_tracking(
+    conn: sqlite3.Connection,
+    source: str,
+    delta: Mapping[str, int],
+    *,
+    warning: str | None,
+    now: int,
+) -> None:
+    """Add one middleware's request counts by outcome (``counted``, ``status``, ...) to meta
+    ``web_tracking``, with its current warning. Several processes add to the same key:
+    call it inside a write transaction."""
+    doc = get_json(conn, Meta.WEB_TRACKING) or {}
+    entry = doc.get(source)
+    entry = entry if isinstance(entry, dict) else {}
+    stored = entry.get("outcomes")
+    outcomes = {
+        str(k): int(v)
+        for k, v in (stored.items() if isinstance(stored, dict) else ())
+        if type(v) is int
+    }
+    for outcome, n in delta.items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + int(n)
+    if source not in doc and len(doc) >= MAX_WEB_SOURCES:
+        return
+    doc[source] = {
+        "outcomes": outcomes,
+        "warning": warning,
+        "since": entry.get("since", now),
+        "updated_at": now,
+    }
+    put(conn, Meta.WEB_TRACKING, doc)
+
+
+def web_tracking(conn: sqlite3.Connection) -> dict[str, dict[str, Any]] | None:
+    """What each web middleware saw (``outbox status`` key ``web_tracking``), or None when
+    none wrote yet: per source ``seen``, ``counted``, ``unknown_name``, ``not_counted`` by
+    reason, its ``warning`` and when it last wrote."""
+    doc = get_json(conn, Meta.WEB_TRACKING)
+    if not doc:
+        return None
+    view: dict[str, dict[str, Any]] = {}
+    for source, entry in sorted(doc.items()):
+        if not isinstance(entry, dict) or not isinstance(entry.get("outcomes"), dict):
+            continue
+        outcomes = {str(k): v for k, v in entry["outcomes"].items() if type(v) is int}
+        updated = entry.get("updated_at")
+        view[source] = {
+            "seen": sum(outcomes.values()),
+            "counted": outcomes.get("counted", 0),
+            "unknown_name": outcomes.get("unknown_name", 0),
+            "not_counted": {
+                k: n for k, n in sorted(outcomes.items()) if k not in ("counted", "unknown_name")
+            },
+            "warning": entry.get("warning") if isinstance(entry.get("warning"), str) else None,
+            "updated_at": iso_utc(updated) if type(updated) is int else None,
+        }
+    return view
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dic
         "worker": None,
         "worker_health": None,
         "writers": None,
+        "web_tracking": None,
         "files_open_to_others": [],
         "problems": problems,
     }
@@ -152,6 +153,7 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dic
     state = health.read(conn, now=now, decision=decision, edition=cfg.edition)
     report["worker_health"] = state.as_json()
     report["writers"] = store.get_json(conn, Meta.WRITERS)
+    report["web_tracking"] = store.web_tracking(conn)
     if state.message is not None:
         problems.append(state.message)
     if state.held_back is not None and not decision.sending:
@@ -200,9 +202,21 @@ def render(report: dict[str, Any], now: int) -> list[str]:
     _render_endpoint(report, add)
     if box["exists"]:
         _render_drops_and_worker(report, now, add)
+    if report["web_tracking"]:
+        add("web tracking", _web_tracking(report["web_tracking"]))
     for problem in report["problems"]:
         add("problem", problem)
     return lines
+
+
+def _web_tracking(sources: dict[str, Any]) -> str:
+    """One line for what the web middlewares counted, by source, with their warnings."""
+    return "; ".join(
+        f"{source}: {s['counted']} of {plural(s['seen'], 'request')} counted"
+        + (f", {s['unknown_name']} unknown_name" if s["unknown_name"] else "")
+        + (f" (WARNING: {s['warning']})" if s["warning"] else "")
+        for source, s in sources.items()
+    )
 
 
 def _render_heartbeats(report: dict[str, Any], now: int, add: Any) -> None:

@@ -22,9 +22,7 @@ HELP_PARAGRAPHS: Final[tuple[str, ...]] = (
     "Sharing is off until an administrator turns it on with the setting "
     f"\u201c{TOGGLE_LABEL}\u201d on the Privacy page. It can be turned off there at any "
     "time; whatever was collected and not yet sent is then deleted.",
-    "Counts are kept on this server first and sent at most once an hour (licensed) or "
-    "once a day (community). Nothing about your users, your data or your network is "
-    "ever included.",
+    f"{disclosure.SCHEDULE} Nothing about your users, your data or your network is ever included.",
     "Your server administrator can also turn it off for good with the DO_NOT_TRACK=1 "
     "or HELIOS_TELEMETRY_ENABLED=false environment variables; the Privacy page then "
     "says so.",

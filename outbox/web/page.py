@@ -8,12 +8,22 @@ inline script or style, so the page runs under a strict Content-Security-Policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
 from outbox import disclosure
 from outbox.config import Decision
-from outbox.web.view import BADGE_TEXT, TOGGLE_LABEL, Links, headline, lock_message
+from outbox.web.view import (
+    BADGE_TEXT,
+    TOGGLE_LABEL,
+    Links,
+    Viewer,
+    change_note,
+    headline,
+    lock_message,
+    may_change,
+)
 
 #: Sent with the privacy page: only this site's own scripts, styles and requests.
 CONTENT_SECURITY_POLICY: Final = (
@@ -74,22 +84,94 @@ def _items(lines: tuple[str, ...]) -> str:
     return "\n".join(f"        <li>{escape(line)}</li>" for line in lines)
 
 
-def privacy_page(decision: Decision, links: Links, paths: Paths | None = None) -> str:
-    """The whole privacy settings page for the current state."""
-    paths = paths or Paths()
-    checked = " checked" if decision.collecting else ""
-    disabled = " disabled" if decision.locked else ""
-    lock = lock_message(decision)
-    lock_html = (
-        f'      <p id="helios-share-lock" class="helios-lock">{escape(lock)}</p>\n'
-        if lock
-        else '      <p id="helios-share-lock" class="helios-lock" hidden></p>\n'
+@dataclass(frozen=True)
+class WhatIsSent:
+    """What an administrator is shown before deciding: the next heartbeat exactly as
+    ``outbox preview`` prints it, and the last one that was sent, with its date.
+
+    :param next_heartbeat: the JSON text, or None when nothing was collected yet.
+    :param last_sent: the JSON text of the last heartbeat delivered, or None.
+    :param last_sent_at: when it was delivered (unix seconds).
+    :param problem: why the outbox could not be read (the page says it instead).
+    """
+
+    next_heartbeat: str | None = None
+    last_sent: str | None = None
+    last_sent_at: int | None = None
+    problem: str | None = None
+
+
+def _paragraph(element_id: str, css: str, text: str | None, role: str = "") -> str:
+    hidden = "" if text else " hidden"
+    role_attr = f' role="{role}"' if role else ""
+    return f'      <p id="{element_id}" class="{css}"{role_attr}{hidden}>{escape(text or "")}</p>\n'
+
+
+def _what_is_sent(sent: WhatIsSent) -> str:
+    if sent.problem is not None:
+        body = f'    <p class="helios-error">{escape(sent.problem)}</p>\n'
+    else:
+        if sent.next_heartbeat is None:
+            nxt = '    <p id="helios-next-heartbeat-none">Nothing has been collected yet.</p>\n'
+        else:
+            nxt = (
+                "    <p>The next heartbeat, as it would be sent now "
+                "(what <code>outbox preview</code> prints):</p>\n"
+                f'    <pre id="helios-next-heartbeat" tabindex="0">'
+                f"{escape(sent.next_heartbeat)}</pre>\n"
+            )
+        if sent.last_sent is None or sent.last_sent_at is None:
+            last = '    <p id="helios-last-sent-date">No heartbeat has been sent yet.</p>\n'
+        else:
+            when = datetime.fromtimestamp(sent.last_sent_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            last = (
+                f'    <p id="helios-last-sent-date">The last heartbeat sent, on {when}:</p>\n'
+                f'    <pre id="helios-last-heartbeat" tabindex="0">'
+                f"{escape(sent.last_sent)}</pre>\n"
+            )
+        body = nxt + last
+    return (
+        '    <section id="helios-what-is-sent" aria-labelledby="helios-sent-heading">\n'
+        '      <h2 id="helios-sent-heading">Exactly what is sent</h2>\n'
+        f"{body}"
+        "    </section>\n"
     )
-    described = "helios-share-status helios-share-lock" if lock else "helios-share-status"
+
+
+def privacy_page(
+    decision: Decision,
+    links: Links,
+    paths: Paths | None = None,
+    *,
+    viewer: Viewer | None = None,
+    worker_warning: str | None = None,
+    sent: WhatIsSent | None = None,
+) -> str:
+    """The whole privacy settings page for the current state and viewer.
+
+    :param viewer: who is looking; only an administrator gets an enabled toggle.
+    :param worker_warning: shown while sharing is on and no worker sends.
+    :param sent: shown to administrators only (the caller passes it only for them).
+    """
+    paths = paths or Paths()
+    viewer = viewer or Viewer()
+    checked = " checked" if decision.collecting else ""
+    disabled = "" if may_change(decision, viewer) else " disabled"
+    lock = lock_message(decision)
+    note = change_note(decision, viewer)
+    lock_html = _paragraph("helios-share-lock", "helios-lock", lock)
+    note_html = _paragraph("helios-share-note", "helios-lock", note)
+    described = " ".join(
+        ["helios-share-status", *(["helios-share-lock"] if lock else [])]
+        + (["helios-share-note"] if note else [])
+    )
     static = escape(paths.static)
     status = escape(headline(decision))
+    worker_html = _paragraph("helios-worker", "helios-warning", worker_warning, "alert")
+    sent_html = _what_is_sent(sent) if sent is not None and viewer.admin else ""
+    can = "true" if may_change(decision, viewer) else "false"
     return f"""<!doctype html>
-<html lang="en" {html_attributes(decision, links, paths)}>
+<html lang="en" {html_attributes(decision, links, paths)} data-helios-may-change="{can}">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -109,9 +191,10 @@ def privacy_page(decision: Decision, links: Links, paths: Paths | None = None) -
       </div>
       <p id="helios-share-status" class="helios-status" role="status"
          aria-live="polite">{status}</p>
-{lock_html}      <p id="helios-share-error" class="helios-error" role="alert" hidden></p>
+{lock_html}{note_html}      <p id="helios-share-error" class="helios-error" role="alert" hidden></p>
+{worker_html}      <p id="helios-schedule">{escape(disclosure.SCHEDULE)}</p>
     </section>
-    <section aria-labelledby="helios-collected-heading">
+{sent_html}    <section aria-labelledby="helios-collected-heading">
       <h2 id="helios-collected-heading">What is collected</h2>
       <ul id="helios-collected">
 {_items(disclosure.COLLECTED)}

@@ -1,15 +1,17 @@
 """Checking what a browser sends: pure functions from bytes to a verdict.
 
-Browser input is untrusted. A body is accepted only when *all* of it is valid;
-the route stores nothing until this module has said yes to the whole body.
-Nothing here touches the outbox, the network or the clock, so the tests call it
-with literals.
+Browser input is untrusted. Nothing here touches the outbox, the network or
+the clock, so the tests call it with literals.
 
 A UI-action body looks like ``{"actions": {"bulk_edit": 2, "export_csv": 1}}``:
-at most :data:`MAX_BODY_BYTES` bytes, at most :data:`MAX_NAMES` names, each a
-valid name (:func:`outbox.is_valid_name`) with an ``int`` count from 1 to
-:data:`MAX_UI_COUNT`. Valid names that the host app did not declare are not an
-error: they are counted as dropped ``unknown_name`` and the rest is stored.
+at most :data:`MAX_BODY_BYTES` bytes of JSON (no duplicate keys), at most
+:data:`MAX_NAMES` names. A body whose *shape* is wrong is refused whole. Within a
+well-formed body each entry stands alone: a declared name with an ``int`` count
+from 1 to :data:`MAX_UI_COUNT` is stored; a valid name the host app did not declare
+is counted as dropped ``unknown_name``; an entry whose name breaks the rules
+(:func:`outbox.is_valid_name`) or whose count is bad is counted as dropped
+``invalid_name``, so one bad name in a batch does not lose the good ones. A body
+with no usable entry at all is refused (422), its entries counted the same way.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ class Rejection:
 
 @dataclass(frozen=True)
 class UIActions:
-    """A valid UI-action body, split by whether the host app declared each name."""
+    """A usable UI-action body: the declared names to store, the valid names the host
+    app did not declare (dropped ``unknown_name``, by count) and how many entries were
+    invalid (a name breaking the rules or a bad count: dropped ``invalid_name``, one each)."""
 
     declared: dict[str, int] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
+    invalid: int = 0
 
 
 class _Duplicate(ValueError):
@@ -176,32 +181,36 @@ def parse_ui_actions(body: bytes, declared: Iterable[str]) -> UIActions | Reject
             "too_many_names",
             f'"actions" names {len(actions)} UI actions; at most {MAX_NAMES} per request',
         )
-    bad_names = [i for i, name in enumerate(actions, 1) if not is_valid_name(name)]
-    if bad_names:
-        return Rejection(
-            422,
-            "invalid_name",
-            f"{len(bad_names)} name(s) break the naming rules ({NAME_RULES}); "
-            f"the first is name {bad_names[0]} of {len(actions)}",
-            invalid_names=len(bad_names),
-        )
-    for i, (_, count) in enumerate(actions.items(), 1):
-        if type(count) is not int or not 1 <= count <= MAX_UI_COUNT:
+    allowed = frozenset(declared)
+    result = UIActions()
+    problems: list[tuple[str, str]] = []
+    for i, (name, count) in enumerate(actions.items(), 1):
+        if not is_valid_name(name):
+            problems.append(("invalid_name", f"name {i} of {len(actions)} breaks the naming rules"))
+        elif type(count) is not int or not 1 <= count <= MAX_UI_COUNT:
             if isinstance(count, _TooManyDigits):
                 what = "an integer that long"
             else:
                 what = _describe(count) if type(count) is not int else f"{count}"
-            return Rejection(
-                422,
-                "invalid_count",
-                f"the count of name {i} of {len(actions)} must be an integer from 1 to "
-                f"{MAX_UI_COUNT}, not {what}",
+            problems.append(
+                (
+                    "invalid_count",
+                    f"the count of name {i} of {len(actions)} must be an integer from 1 to "
+                    f"{MAX_UI_COUNT}, not {what}",
+                )
             )
-    allowed = frozenset(declared)
-    result = UIActions()
-    for name, count in actions.items():
-        (result.declared if name in allowed else result.unknown)[name] = count
-    return result
+        else:
+            (result.declared if name in allowed else result.unknown)[name] = count
+    if problems and not result.declared and not result.unknown:
+        error, first = problems[0]
+        rules = f" ({NAME_RULES})" if error == "invalid_name" else ""
+        return Rejection(
+            422,
+            error,
+            f"no entry can be used: {len(problems)} invalid; the first: {first}{rules}",
+            invalid_names=len(problems),
+        )
+    return UIActions(result.declared, result.unknown, len(problems))
 
 
 def parse_settings_update(body: bytes) -> bool | Rejection:

@@ -79,8 +79,49 @@ def lock_message(decision: Decision) -> str | None:
     )
 
 
-def settings_view(decision: Decision, links: Links) -> dict[str, Any]:
-    """The body of ``GET /api/settings/telemetry``."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking, as the ``authorize`` hook answered: may they switch sharing?
+
+    :param hook: the app passed an ``authorize`` hook (without one nobody may switch here).
+    :param admin: the hook granted ``admin`` for this request.
+    """
+
+    hook: bool = False
+    admin: bool = False
+
+
+def may_change(decision: Decision, viewer: Viewer) -> bool:
+    """True when this viewer can switch sharing here now."""
+    return viewer.admin and not decision.locked
+
+
+def change_note(decision: Decision, viewer: Viewer) -> str | None:
+    """Why this viewer cannot switch (None when they can, or when the lock explains it)."""
+    if decision.locked or viewer.admin:
+        return None
+    if not viewer.hook:
+        return (
+            "This setting is read-only here: the app has no administrator check configured. "
+            "An administrator can switch it on the server with `outbox enable` or "
+            "`outbox disable`."
+        )
+    return "Only an administrator can change this setting."
+
+
+def settings_view(
+    decision: Decision,
+    links: Links,
+    *,
+    viewer: Viewer | None = None,
+    worker_warning: str | None = None,
+) -> dict[str, Any]:
+    """The body of ``GET /api/settings/telemetry``.
+
+    :param worker_warning: :attr:`outbox.health.WorkerHealth.message` (sharing is on and
+        no worker sends).
+    """
+    viewer = viewer or Viewer()
     return {
         "enabled": decision.collecting,
         "mode": decision.mode,
@@ -95,6 +136,10 @@ def settings_view(decision: Decision, links: Links) -> dict[str, Any]:
         "not_collected": list(disclosure.NOT_COLLECTED),
         "privacy_policy_url": links.privacy_policy_url,
         "insights_url": links.insights_url,
+        "schedule": disclosure.SCHEDULE,
+        "worker_warning": worker_warning,
+        "may_change": may_change(decision, viewer),
+        "change_note": change_note(decision, viewer),
     }
 
 
@@ -111,10 +156,17 @@ def discarded_message(discarded: Discarded) -> str:
     return f"Deleted {' and '.join(parts)}: nothing collected before this is sent."
 
 
-def update_view(decision: Decision, links: Links, discarded: Discarded) -> dict[str, Any]:
-    """The body of a successful ``PUT /api/settings/telemetry``."""
+def update_view(
+    decision: Decision,
+    links: Links,
+    discarded: Discarded,
+    *,
+    worker_warning: str | None = None,
+) -> dict[str, Any]:
+    """The body of a successful ``PUT /api/settings/telemetry`` (made by an administrator)."""
+    viewer = Viewer(hook=True, admin=True)
     return {
-        **settings_view(decision, links),
+        **settings_view(decision, links, viewer=viewer, worker_warning=worker_warning),
         "discarded": {"events": discarded.events, "heartbeats": discarded.heartbeats},
         "message": discarded_message(discarded),
     }

@@ -126,6 +126,7 @@ def test_json_document(run, outbox, clock):
             "held_back": None,
         },
         "writers": {"mode": "on", "source": "HELIOS_TELEMETRY_ENABLED", "at": T0},
+        "web_tracking": None,
         "files_open_to_others": [],
         "problems": [],
     }

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from outbox import Telemetry, db, heartbeats
-from outbox.names import api_name
+from outbox.web.naming import DEFAULT_RELAY_RESOURCES, Vocabulary
 from tests.collector.conftest import Collector
 from tests.helpers import FakeClock, totals
 
@@ -28,6 +28,7 @@ RELAYED = [
     ("DELETE", "/groups/7/members/a@b.example"),
     ("PATCH", "/users/42"),
 ]
+RELAY = Vocabulary.build(DEFAULT_RELAY_RESOURCES)
 COMMANDS = ["sync", "deploy", "export", "users.import"]
 UI = ["bulk_edit", "export_csv", "column_sort"]
 
@@ -75,7 +76,7 @@ def test_three_instances_over_four_days_arrive_exactly(
         for _hour in range(0, 24, 3):
             for t in outboxes:
                 for _ in range(rng.randint(0, 12)):
-                    t.track_api_call(api_name(*rng.choice(RELAYED)))  # type: ignore[arg-type]
+                    t.track_api_call(RELAY.name(*rng.choice(RELAYED)))  # type: ignore[arg-type]
                 if rng.random() < 0.3:
                     t.track_command(rng.choice(COMMANDS))
                 if rng.random() < 0.5:

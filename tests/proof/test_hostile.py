@@ -2,8 +2,9 @@
 
 * Track names: arbitrary text, emails, IPs, UUIDs, hostnames, SQL, huge strings,
   unicode. Each is stored exactly when the name rules allow it, else counted as
-  ``invalid_name``; no PII-shaped string ever appears in a sealed payload. The
-  relayed-request names (``api_name``) likewise.
+  ``invalid_name``; no PII-shaped string ever appears in a sealed payload. Relayed
+  requests and route templates are named from declared words only: whatever the
+  path, a name is made of those words and a verb, never of the path's text.
 * The UI-action endpoint of the example host app: arbitrary bytes and JSON, huge
   bodies. Never a 500; a refused body stores nothing and counts exactly what the
   validation says; only declared names are ever stored.
@@ -37,8 +38,8 @@ from examples.host_app import UI_ACTIONS
 from examples.host_app import create_app as host_app
 from outbox import Telemetry, heartbeats, store
 from outbox.contract import is_valid_name
-from outbox.names import api_name
 from outbox.web import validation
+from outbox.web.naming import DEFAULT_RELAY_RESOURCES, VERBS, Vocabulary
 from tests.collector.payloads import IID, auth, payload
 from tests.helpers import FakeClock, totals
 from tests.proof.support import LiveCollector, pii_in_names, record
@@ -133,19 +134,34 @@ def test_fuzzed_track_names_are_stored_or_counted_and_no_pii_leaves(tmp_path: Pa
     )
 
 
+WORDS = st.sampled_from(["users", "Users", "groups", "members", "memberOf", "v1", "audit-logs"])
+PII = st.one_of(LABEL, emails, ips, uuids, long_hex, hostnames, st.text(max_size=20))
+
+
 @FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "BREW"]),
-    segments=st.lists(
-        st.one_of(LABEL, emails, ips, uuids, long_hex, hostnames, st.text(max_size=20)),
-        max_size=6,
-    ),
+    first=WORDS,  # the first segment must be declared for any name at all
+    rest=st.lists(st.one_of(WORDS, PII), max_size=6),
 )
-def test_relayed_request_names_never_carry_pii(method: str, segments: list[str]) -> None:
-    name = api_name(method, "/" + "/".join(segments))
+def test_relayed_request_names_are_made_of_declared_words_only(
+    method: str, first: str, rest: list[str]
+) -> None:
+    path = "/" + "/".join([first, *rest])
+    name = RELAY.name(method.upper(), path)
+    NAMED[name is not None] += 1
     if name is not None:
         assert is_valid_name(name)
+        *words, verb = name.split(".")
+        assert verb in ALL_VERBS
+        assert set(words) <= DECLARED_WORDS, (path, name)
         assert pii_in_names({"api_usage": {name: 1}}) == []
+
+
+RELAY = Vocabulary.build(DEFAULT_RELAY_RESOURCES)
+NAMED: Counter[bool] = Counter()
+DECLARED_WORDS = {w for r in DEFAULT_RELAY_RESOURCES for w in r.split(".")}
+ALL_VERBS = {v for pair in VERBS.values() for v in pair}
 
 
 # -- the UI-action endpoint ------------------------------------------------------------------------
@@ -205,6 +221,7 @@ def test_fuzzed_ui_action_bodies_never_500_and_refusals_are_counted(tmp_path: Pa
             assert r.status_code == 202, r.text
             stored.update(verdict.declared)
             unknown += sum(verdict.unknown.values())
+            invalid += verdict.invalid  # bad entries of a usable batch
 
     one()
     # Bodies past the limit: by Content-Length, and streamed without one.

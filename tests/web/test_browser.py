@@ -24,7 +24,7 @@ from collector.server import serve_in_thread
 from outbox import Telemetry
 from outbox.contract import PAYLOAD_KEYS
 from outbox.web import BADGE_TEXT, TOGGLE_LABEL
-from tests.helpers import child_env
+from tests.helpers import FakeClock, child_env
 from tests.web.conftest import drops, serve, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -75,6 +75,16 @@ def wait_for(check: Callable[[], object], page: Page | None = None, timeout: flo
 def open_dashboard(page: Page, base: str) -> None:
     page.goto(base + "/")
     page.wait_for_selector("body[data-loaded=true]")
+
+
+def sign_in(page: Page, base: str, user: str) -> None:
+    """Sign in with the example app's form (``admin`` is an administrator, ``user`` is not)."""
+    page.goto(base + "/signin")
+    page.fill("#username", user)
+    page.fill("#password", f"{user}-password")
+    with page.expect_navigation():
+        page.click("#sign-in-submit")
+    expect(page.locator("#signed-in")).to_contain_text(f"Signed in as {user}")
 
 
 def click_the_buttons(page: Page) -> None:
@@ -321,6 +331,7 @@ def test_c_the_toggle_works_by_keyboard_persists_and_agrees_with_the_outbox(
     with serve(app_for(t)) as base:
         context = browser.new_context()
         page = context.new_page()
+        sign_in(page, base, "admin")
         page.goto(base + "/settings/privacy")
         toggle = page.get_by_role("switch", name=TOGGLE_LABEL)
         expect(toggle).not_to_be_checked()
@@ -380,6 +391,7 @@ def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
     with serve(app_for(t)) as base:
         context = browser.new_context()
         page = context.new_page()
+        sign_in(page, base, "admin")  # even an administrator cannot switch a locked setting
         page.goto(base + "/settings/privacy")
         toggle = page.get_by_role("switch", name=TOGGLE_LABEL)
         expect(toggle).to_be_disabled()
@@ -399,6 +411,109 @@ def test_c_locked_the_toggle_is_disabled_and_the_page_says_why(
     status = outbox_status(db_path, **environ)
     assert status["mode"] == "off"
     assert status["decided_by"]["source"] == variable and status["decided_by"]["locked"]
+
+
+# -- (e) who may switch, and what an administrator sees before deciding -----------------------
+
+
+def test_e_a_normal_user_cannot_switch_and_is_told_why(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path
+) -> None:
+    t = make_telemetry(enabled=None)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        sign_in(page, base, "user")
+        page.goto(base + "/settings/privacy")
+        toggle = page.get_by_role("switch", name=TOGGLE_LABEL)
+        expect(toggle).to_be_disabled()
+        expect(page.locator("#helios-share-note")).to_have_text(
+            "Only an administrator can change this setting."
+        )
+        expect(page.locator("#helios-what-is-sent")).to_have_count(0)
+        # Even a page script that enables the switch and flips it gets the real reason.
+        page.evaluate("document.getElementById('helios-share').disabled = false")
+        with page.expect_response(lambda r: r.request.method == "PUT") as answer:
+            toggle.click()  # not check(): the page turns it back as soon as the 403 arrives
+        assert answer.value.status == 403
+        assert answer.value.json() == {
+            "error": "forbidden",
+            "detail": "not an administrator",
+            "reason": "not_admin",
+        }
+        expect(page.locator("#helios-share-error")).to_have_text(
+            "The setting was not changed: not an administrator."
+        )
+        expect(toggle).not_to_be_checked()
+        # Signed out: the same.
+        open_dashboard(page, base)
+        with page.expect_navigation():
+            page.click("#sign-out")
+        expect(page.locator("#sign-in")).to_be_visible()
+        page.goto(base + "/settings/privacy")
+        expect(page.get_by_role("switch", name=TOGGLE_LABEL)).to_be_disabled()
+        context.close()
+    d = t.decision()
+    assert (d.mode, d.source) == ("off", "default")  # nothing changed
+    assert not db_path.exists()
+
+
+def test_e_an_administrator_sees_exactly_what_would_be_sent_and_what_was(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], db_path: Path, tmp_path: Path
+) -> None:
+    t = make_telemetry(enabled=None)
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        sign_in(page, base, "admin")
+        page.goto(base + "/settings/privacy")
+        expect(page.locator("#helios-next-heartbeat-none")).to_have_text(
+            "Nothing has been collected yet."
+        )
+        page.get_by_role("switch", name=TOGGLE_LABEL).check()
+        expect(page.locator("#helios-share-status")).to_contain_text("Sharing is on")
+        t.track_command("sync", 2)
+        deliver_to_a_collector(db_path, tmp_path)  # one heartbeat sent, by the real worker
+        t.track_api_call("groups.list")
+        page.reload()
+        shown = json.loads(page.locator("#helios-next-heartbeat").inner_text())
+        assert shown["api_usage"] == {"groups.list": 1} and shown["heartbeat_id"] is None
+        preview = t.preview()
+        assert preview is not None
+        assert {k: v for k, v in shown.items() if k != "period_end"} == {
+            k: v for k, v in preview.items() if k != "period_end"
+        }
+        last = t.last_sent()
+        assert last is not None and last.settled_at is not None
+        assert json.loads(page.locator("#helios-last-heartbeat").inner_text()) == last.counts()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last.settled_at))
+        expect(page.locator("#helios-last-sent-date")).to_have_text(
+            f"The last heartbeat sent, on {when}:"
+        )
+        context.close()
+
+
+def test_e_a_missing_worker_is_shown_on_the_page(
+    browser: Browser, make_telemetry: Callable[..., Telemetry], clock: FakeClock
+) -> None:
+    t = make_telemetry(enabled=True)
+    t.track_api_call("users.list")
+    clock.advance(3 * 3600)
+    health = t.worker()
+    assert health is not None and health.message is not None
+    with serve(app_for(t)) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/settings/privacy")
+        expect(page.locator("#helios-worker")).to_have_text(health.message)
+        expect(page.locator("#helios-worker")).to_contain_text("outbox-worker --once")
+        # switched off by an administrator: nothing waits to be sent, the warning goes
+        sign_in(page, base, "admin")
+        page.goto(base + "/settings/privacy")
+        page.get_by_role("switch", name=TOGGLE_LABEL).uncheck()
+        expect(page.locator("#helios-share-status")).to_contain_text("Sharing is off")
+        expect(page.locator("#helios-worker")).to_be_hidden()
+        context.close()
 
 
 # -- (d) the badge ---------------------------------------------------------------------------
@@ -437,6 +552,7 @@ def test_d_turning_sharing_on_shows_the_badge_turning_it_off_hides_it(
     with serve(app_for(t)) as base:
         context = browser.new_context()
         page = context.new_page()
+        sign_in(page, base, "admin")
         open_dashboard(page, base)
         badge = page.get_by_role("link", name=BADGE_TEXT)
         expect(badge).to_have_count(0)

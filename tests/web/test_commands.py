@@ -214,7 +214,7 @@ def test_every_command_name_in_the_code_follows_the_convention() -> None:
     bad = [(p, line, v) for p, line, v in found if not is_command_name(v)]
     assert bad == [], "use literal names 'noun' or 'noun.verb' (see CLAUDE.md)"
     # and what the modules actually registered when imported
-    importlib.import_module("examples.host_app")
+    importlib.import_module("examples.host_app").create_app(outbox.telemetry)
     names = registered_commands()
     assert {"sync", "users.export"} <= set(names)
     assert all(is_command_name(n) for n in names)

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from html import escape, unescape
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
 
-from outbox import Telemetry, disclosure
-from outbox.web import TOGGLE_LABEL, telemetry_routes
-from tests.web.conftest import SAME_ORIGIN, Client, stored
+from outbox import Telemetry, disclosure, heartbeats, store
+from outbox.cli import CliContext
+from outbox.cli import cli as cli_group
+from outbox.web import TOGGLE_LABEL, same_origin, telemetry_routes
+from tests.helpers import FakeClock
+from tests.web.conftest import ORIGIN, SAME_ORIGIN, Client, stored
 
 URL = "/api/settings/telemetry"
 
 
+def everyone_is_admin(request: Request, action: str) -> bool:
+    return True
+
+
 def client(telemetry: Telemetry, **kwargs: object) -> Client:
-    return Client(Starlette(routes=telemetry_routes(telemetry=telemetry, **kwargs)))  # type: ignore[arg-type]
+    """The routes with a hook that grants everything and this test client's origin, unless
+    a test says otherwise."""
+    kwargs.setdefault("authorize", everyone_is_admin)
+    kwargs.setdefault("origins", [ORIGIN])
+    return Client(Starlette(routes=[*telemetry_routes(telemetry=telemetry, **kwargs)]))  # type: ignore[arg-type]
 
 
 def put(c: Client, enabled: object, **headers: str) -> object:
@@ -137,18 +151,97 @@ def test_put_needs_admin_from_the_hook(make_telemetry: Callable[..., Telemetry])
 
     c = client(t, authorize=authorize)
     r = put(c, True)
-    assert r.status_code == 403 and "administrator" in r.json()["detail"]
+    assert r.status_code == 403
+    assert r.json() == {
+        "error": "forbidden",
+        "detail": "not an administrator",
+        "reason": "not_admin",
+    }
     assert t.decision().source == "default"  # nothing changed
     assert put(c, True, **{"X-Role": "admin"}).status_code == 200
     assert asked == ["admin", "admin"]
     assert t.decision().mode == "on"
 
 
-def test_put_cross_site_is_403(off: Telemetry) -> None:
-    c = client(off)
-    r = c.put(URL, json={"enabled": True}, headers={"Origin": "https://evil.example"})
+def test_without_a_hook_the_settings_endpoint_is_read_only(
+    make_telemetry: Callable[..., Telemetry], caplog: pytest.LogCaptureFixture
+) -> None:
+    t = make_telemetry(enabled=None)
+    c = client(t, authorize=None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "telemetry: no authorize hook was given, so the settings endpoint is read-only: "
+        "nobody can turn sharing on or off from the app until a hook grants 'admin' to "
+        "administrators (telemetry_routes(authorize=...))"
+    ]  # once, when the routes are built
+    for wanted in (True, False):
+        r = put(c, wanted)
+        assert r.status_code == 403
+        assert r.json() == {
+            "error": "forbidden",
+            "detail": "no authorisation hook configured: the settings endpoint is read-only",
+            "reason": "no_hook",
+        }
+    assert t.decision().source == "default"
+    s = c.get(URL, headers=SAME_ORIGIN).json()  # reading still works
+    assert (s["mode"], s["may_change"]) == ("off", False)
+    assert s["change_note"].startswith("This setting is read-only here")
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+
+
+def test_same_origin_is_refused_as_a_hook(on: Telemetry) -> None:
+    with pytest.raises(ValueError, match="authorize=same_origin would let anyone"):
+        telemetry_routes(telemetry=on, authorize=same_origin)
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        (
+            {"Origin": "https://evil.example"},
+            "cross-site request: its Origin is not the host it was sent to",
+        ),
+        (
+            {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+            "cross-site request: the browser says it was sent by another site (cross-site)",
+        ),
+        (
+            {"Referer": f"{ORIGIN}/settings/privacy"},
+            "cross-site request: a change needs the browser's Origin or Sec-Fetch-Site header "
+            "(a Referer alone is not enough)",
+        ),
+        (
+            {},
+            "cross-site request: a change needs the browser's Origin or Sec-Fetch-Site header "
+            "(a Referer alone is not enough)",
+        ),
+        (  # DNS rebinding: a page of evil.example whose name now points at this server
+            {"Host": "evil.example", "Origin": "http://evil.example"},
+            "cross-site request: the Host it was sent to is not one of the app's declared origins",
+        ),
+    ],
+)
+def test_put_cross_site_is_403_with_the_reason(
+    off: Telemetry, headers: dict[str, str], detail: str
+) -> None:
+    r = client(off).put(URL, json={"enabled": True}, headers=headers)
     assert r.status_code == 403
+    assert r.json() == {"error": "forbidden", "detail": detail, "reason": "cross_site"}
     assert off.decision().mode == "off"
+
+
+def test_without_declared_origins_only_a_loopback_host_may_switch(
+    off: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = client(off, origins=None)
+    assert "no origins were declared" in caplog.records[-1].getMessage()
+    r = put(c, True)  # Host: testserver
+    assert r.status_code == 403 and r.json()["reason"] == "cross_site"
+    assert "no origins are declared" in r.json()["detail"]
+    assert off.decision().mode == "off"
+    local = {"Host": "127.0.0.1:8000", "Origin": "http://127.0.0.1:8000"}
+    assert c.put(URL, json={"enabled": True}, headers=local).status_code == 200
+    assert off.decision().mode == "on"
 
 
 @pytest.mark.parametrize(
@@ -201,8 +294,8 @@ def test_put_on_a_broken_outbox_is_503_with_the_fix(
 # -- the privacy page --------------------------------------------------------------------
 
 
-def page(t: Telemetry, **kwargs: object) -> str:
-    r = client(t, **kwargs).get("/settings/privacy", headers=SAME_ORIGIN)
+def page(t: Telemetry, headers: dict[str, str] | None = None, **kwargs: object) -> str:
+    r = client(t, **kwargs).get("/settings/privacy", headers={**SAME_ORIGIN, **(headers or {})})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in r.headers["content-security-policy"]
     return r.text
@@ -242,7 +335,8 @@ def test_links_are_escaped(on: Telemetry) -> None:
 
 
 def test_under_a_mount_the_page_points_below_it(on: Telemetry) -> None:
-    app = Starlette(routes=[Mount("/helios", routes=telemetry_routes(telemetry=on))])
+    routes = telemetry_routes(telemetry=on, authorize=everyone_is_admin, origins=[ORIGIN])
+    app = Starlette(routes=[Mount("/helios", routes=[*routes])])
     c = Client(app)
     r = c.get("/helios/settings/privacy", headers=SAME_ORIGIN)
     assert r.status_code == 200
@@ -286,3 +380,174 @@ def test_static_files(on: Telemetry, name: str, content_type: str) -> None:
 @pytest.mark.parametrize("name", ["routes.py", "..%2Froutes.py", "../__init__.py", "nope.js"])
 def test_nothing_else_is_served_as_static(on: Telemetry, name: str) -> None:
     assert client(on).get(f"/telemetry/static/{name}").status_code == 404
+
+
+# -- informed consent: what an administrator sees before deciding ----------------------------
+
+
+def admin_only(request: Request, action: str) -> bool:
+    return action != "admin" or request.headers.get("x-role") == "admin"
+
+
+def send_one_heartbeat(t: Telemetry, clock: FakeClock) -> heartbeats.Heartbeat:
+    """Seal what is pending and mark it sent, as the worker would after a 200."""
+    with t.connect() as conn:
+        hb = heartbeats.commit_seal(
+            conn,
+            heartbeats.plan_seal(conn),
+            heartbeat_id="0b4f6c1e-8c1d-4e4f-9a51-2d3c4b5a6f70",
+            now=int(clock()),
+            version="1.4.2",
+            edition="community",
+        )
+        assert hb is not None
+        heartbeats.settle(conn, hb.id, status="sent", now=int(clock()) + 60, attempts=1)
+    return hb
+
+
+def pre(html: str, element_id: str) -> str:
+    start = html.index(f'<pre id="{element_id}" tabindex="0">') + len(
+        f'<pre id="{element_id}" tabindex="0">'
+    )
+    return unescape(html[start : html.index("</pre>", start)])
+
+
+def test_an_administrator_sees_the_next_and_the_last_heartbeat(
+    make_telemetry: Callable[..., Telemetry], db_path: Path, clock: FakeClock
+) -> None:
+    t = make_telemetry(enabled=True)
+    t.track_api_call("users.list", 3)
+    sent = send_one_heartbeat(t, clock)
+    clock.advance(3600)
+    t.track_ui_action("bulk_edit", 2)
+    html = page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert 'id="helios-what-is-sent"' in html
+    # exactly what `outbox preview` prints, on the same outbox at the same instant
+    cli = CliRunner().invoke(
+        cli_group,
+        ["--db", str(db_path), "preview"],
+        obj=CliContext(clock=clock),
+        env={"HELIOS_TELEMETRY_ENABLED": "true"},
+        catch_exceptions=False,
+    )
+    assert cli.exit_code == 0
+    assert pre(html, "helios-next-heartbeat") + "\n" == cli.stdout
+    assert json.loads(pre(html, "helios-next-heartbeat"))["ui_actions"] == {"bulk_edit": 2}
+    assert json.loads(pre(html, "helios-last-heartbeat")) == json.loads(sent.payload)
+    assert "The last heartbeat sent, on 2026-11-25 10:01 UTC:" in html
+
+
+def test_before_anything_was_sent_the_page_says_so(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    t = make_telemetry(enabled=None)
+    html = page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert "Nothing has been collected yet." in html  # no outbox at all
+    assert "No heartbeat has been sent yet." in html
+    t.set_enabled(True)
+    html = page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert '<pre id="helios-next-heartbeat"' in html and "helios-last-heartbeat" not in html
+
+
+def test_others_see_neither_heartbeat_nor_an_enabled_toggle(
+    make_telemetry: Callable[..., Telemetry], clock: FakeClock
+) -> None:
+    t = make_telemetry(enabled=True)
+    t.track_api_call("widgets.list")
+    send_one_heartbeat(t, clock)
+    t.track_api_call("gadgets.list")
+    for kwargs in ({"authorize": admin_only}, {"authorize": None}):
+        html = page(t, **kwargs)
+        assert "helios-what-is-sent" not in html
+        assert "widgets" not in html and "gadgets" not in html
+        assert 'aria-describedby="helios-share-status helios-share-note" checked disabled>' in html
+        assert 'data-helios-may-change="false"' in html
+    assert "Only an administrator can change this setting." in page(t, authorize=admin_only)
+    assert "This setting is read-only here" in page(t, authorize=None)
+    admin = page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert 'data-helios-may-change="true"' in admin and " disabled>" not in admin
+
+
+def test_the_settings_api_says_who_may_change_it(make_telemetry: Callable[..., Telemetry]) -> None:
+    c = client(make_telemetry(enabled=None), authorize=admin_only)
+    user = c.get(URL, headers=SAME_ORIGIN).json()
+    admin = c.get(URL, headers={**SAME_ORIGIN, "X-Role": "admin"}).json()
+    assert (user["may_change"], user["change_note"]) == (
+        False,
+        "Only an administrator can change this setting.",
+    )
+    assert (admin["may_change"], admin["change_note"]) == (True, None)
+    assert "preview" not in admin and "next_heartbeat" not in admin  # the page shows those
+
+
+# -- a worker nobody started -----------------------------------------------------------------
+
+
+def test_a_missing_worker_is_shown_while_sharing_is_on(
+    make_telemetry: Callable[..., Telemetry], clock: FakeClock
+) -> None:
+    t = make_telemetry(enabled=True)
+    t.track_api_call("users.list")
+    clock.advance(2 * 3600)  # the oldest unsent count waited two hours, no worker ever ran
+    health = t.worker()
+    assert health is not None and health.message is not None
+    assert health.message.startswith("no worker has ever run on this outbox")
+    c = client(t)
+    assert c.get(URL, headers=SAME_ORIGIN).json()["worker_warning"] == health.message
+    html = page(t)
+    assert (
+        f'<p id="helios-worker" class="helios-warning" role="alert">{escape(health.message)}'
+        in html
+    )
+    assert "outbox-worker --once" in unescape(html)
+    # switched off: nothing is to be sent, so no worker is missing
+    r = put(c, False)
+    assert r.status_code == 200 and r.json()["worker_warning"] is None
+    assert c.get(URL, headers=SAME_ORIGIN).json()["worker_warning"] is None
+    assert '<p id="helios-worker" class="helios-warning" role="alert" hidden></p>' in page(t)
+
+
+def test_with_a_worker_there_is_no_warning(
+    make_telemetry: Callable[..., Telemetry], clock: FakeClock
+) -> None:
+    t = make_telemetry(enabled=True)
+    t.track_api_call("users.list")
+    send_one_heartbeat(t, clock)
+    with t.connect() as conn:
+        store.put(conn, store.Meta.WORKER_SEEN_AT, int(clock()))
+    clock.advance(3600)
+    assert client(t).get(URL, headers=SAME_ORIGIN).json()["worker_warning"] is None
+
+
+def test_the_page_and_the_api_say_when_heartbeats_go(on: Telemetry) -> None:
+    assert client(on).get(URL, headers=SAME_ORIGIN).json()["schedule"] == disclosure.SCHEDULE
+    assert f'<p id="helios-schedule">{escape(disclosure.SCHEDULE)}</p>' in page(on)
+
+
+def test_the_page_never_renders_what_is_sent_for_others() -> None:
+    from outbox.config import decide
+    from outbox.web import privacy_page
+    from outbox.web.page import WhatIsSent
+    from outbox.web.view import Links, Viewer
+
+    sent = WhatIsSent(next_heartbeat='{"api_usage": {"widgets.list": 1}}')
+    on = decide("true", False, None)
+    assert "widgets" not in privacy_page(on, Links(), viewer=Viewer(hook=True), sent=sent)
+    admin = Viewer(hook=True, admin=True)
+    assert "widgets" in privacy_page(on, Links(), viewer=admin, sent=sent)
+
+
+def test_the_outbox_is_not_even_read_for_others(db_path: Path) -> None:
+    class Counting(Telemetry):
+        previews = 0
+
+        def preview(self) -> dict[str, object] | None:
+            Counting.previews += 1
+            return super().preview()
+
+    t = Counting(db_path=db_path, enabled=True, environ={})
+    page(t, authorize=admin_only)
+    assert Counting.previews == 0
+    page(t, authorize=admin_only, headers={"X-Role": "admin"})
+    assert Counting.previews == 1
+    t.close()

@@ -79,18 +79,29 @@ def test_hostile_bodies_are_rejected(raw: bytes, status: int, error: str) -> Non
     assert result.detail
 
 
-def test_one_bad_entry_rejects_the_whole_body() -> None:
+def test_one_bad_entry_is_dropped_and_the_rest_kept() -> None:
     result = parse_ui_actions(body({"bulk_edit": 2, "export_csv": 1.5}), DECLARED)
-    assert isinstance(result, Rejection) and result.error == "invalid_count"
-    assert "name 2 of 2" in result.detail
+    assert result == UIActions(declared={"bulk_edit": 2}, unknown={}, invalid=1)
 
 
-def test_every_invalid_name_is_counted_and_none_is_echoed() -> None:
+def test_every_invalid_entry_is_counted_once_and_the_valid_ones_are_kept() -> None:
     result = parse_ui_actions(
-        body({"bulk_edit": 1, "bob@example.com": 1, "x-y": 2, "ok_name": 3}), DECLARED
+        body({"bulk_edit": 1, "bob@example.com": 5, "x-y": 2, "ok_name": 3, "column_sort": 0}),
+        DECLARED,
     )
+    assert result == UIActions(declared={"bulk_edit": 1}, unknown={"ok_name": 3}, invalid=3)
+
+
+def test_a_body_with_no_usable_entry_is_refused_and_every_entry_counted() -> None:
+    result = parse_ui_actions(body({"bob@example.com": 1, "x-y": 2, "bulk_edit": 0}), DECLARED)
     assert isinstance(result, Rejection)
-    assert (result.error, result.invalid_names, result.dropped) == ("invalid_name", 2, 2)
+    assert (result.status, result.error, result.invalid_names, result.dropped) == (
+        422,
+        "invalid_name",
+        3,
+        3,
+    )
+    assert result.detail.startswith("no entry can be used: 3 invalid; the first: name 1 of 3")
     assert "bob" not in result.detail and "example" not in result.detail
 
 

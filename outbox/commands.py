@@ -1,5 +1,9 @@
 """Counting commands: the ``@tracked_command("sync")`` decorator.
 
+Plain Python with no optional dependency, so that a CLI, a cron job or a worker
+can count its commands without any web framework installed
+(``from outbox.commands import tracked_command``; ``outbox.web`` re-exports it).
+
 Command names follow a stricter convention than other names: ``noun`` or
 ``noun.verb`` — one or two lowercase segments (``sync``, ``users.import``). A
 literal that breaks it fails when the module is imported, not when a user runs
@@ -13,11 +17,13 @@ import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from typing import Final, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, cast
 
-from outbox.client import Telemetry
 from outbox.contract import is_valid_name
 from outbox.errors import OutboxError
+
+if TYPE_CHECKING:
+    from outbox.client import Telemetry
 
 P = ParamSpec("P")
 R = TypeVar("R")
