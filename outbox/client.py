@@ -165,7 +165,7 @@ class Telemetry:
     # -- the hot path -----------------------------------------------------------------
 
     def track_api_call(self, name: str, count: int = 1) -> bool:
-        """Count one relayed API call, e.g. ``users.list`` (see :func:`outbox.api_name`)."""
+        """Count one API call, e.g. ``users.list`` (the web middlewares name it from a route)."""
         return self.track("api", name, count)
 
     def track_command(self, name: str, count: int = 1) -> bool:

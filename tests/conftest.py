@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, db
-from tests.helpers import TELEMETRY_VARIABLES, FakeClock
+from tests.helpers import INSTANCE_ID, TELEMETRY_VARIABLES, FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +49,8 @@ def make_telemetry(db_path: Path, clock: FakeClock) -> Iterator[Callable[..., Te
         kwargs.setdefault("enabled", True)
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("environ", {})
+        # A fixed instance id: its schedule slot (worker/schedule.py) is the same every run.
+        kwargs.setdefault("new_id", lambda: INSTANCE_ID)
         t = Telemetry(**kwargs)  # type: ignore[arg-type]
         made.append(t)
         return t

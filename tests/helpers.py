@@ -9,6 +9,8 @@ from pathlib import Path
 
 # 2026-11-25T10:00:00Z: a fixed instant for every test that stamps events.
 T0 = 1795600800
+#: The instance id outboxes made by tests get (its schedule slot is known: test_schedule.py).
+INSTANCE_ID = "5d0c6a0e-2b7f-4d1c-9a3e-0f1e2d3c4b5a"
 
 TELEMETRY_VARIABLES = (
     "HELIOS_TELEMETRY_ENABLED",

@@ -82,6 +82,8 @@ class Worker:
     :param transport: the ``httpx`` transport (default: the network).
     :param hook: observes each step boundary (:data:`STEPS`).
     :param rng: randomness for the pause between failed delivery cycles.
+    :param new_id: makes heartbeat ids; ``new_instance_id`` the instance id, when the
+        outbox has none yet (the app that tracks usually made it).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Worker:
         hook: Hook = no_hook,
         rng: random.Random | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_instance_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.config = config
         self.options = options = options or Options()
@@ -104,6 +107,7 @@ class Worker:
         self.clock: Callable[[], float] = clock or (lambda: time.time())
         self.wait: Callable[[float], bool] = self.stop_event.wait if wait is None else wait
         self._new_id = new_id
+        self._new_instance_id = new_instance_id
         self._handle = OutboxHandle(
             config.db_path,
             ttl=options.lease_ttl,
@@ -129,7 +133,7 @@ class Worker:
             stop_event=self.stop_event,
             rng=random.Random() if rng is None else rng,
             observe=hook,
-            new_id=new_id,
+            new_id=new_instance_id,
         )
         self.started_at = 0.0
         self._last_maintenance = float("-inf")
@@ -322,7 +326,11 @@ class Worker:
 
     def _due(self, now: float) -> float:
         return sealing.next_due(
-            self.conn, self.config, now=now, started_at=self.started_at, new_id=self._new_id
+            self.conn,
+            self.config,
+            now=now,
+            started_at=self.started_at,
+            new_id=self._new_instance_id,
         )
 
     def seal(self, now: float, *, local: bool = False, allow_empty: bool = False) -> str | None:

@@ -61,7 +61,7 @@ def test_first_heartbeat_five_minutes_after_start_then_counters_reset(
     assert totals(w.config.db_path) == {}  # the covered rows were deleted by maintenance
     assert meta(w.conn, "last_cycle_at") == clock.now
     assert s.next_due_at is not None and meta(w.conn, "next_due_at") == int(s.next_due_at)
-    assert clock.now + DAY / 2 < s.next_due_at < clock.now + 1.5 * DAY
+    assert clock.now + 0.7 * DAY <= s.next_due_at <= clock.now + 2 * DAY  # the second
 
 
 def test_an_idle_instance_reports_in_with_an_empty_heartbeat(
