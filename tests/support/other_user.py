@@ -34,7 +34,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
-DROP = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+DROP = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
 class Unavailable(RuntimeError):
@@ -43,7 +43,9 @@ class Unavailable(RuntimeError):
 
 def as_other_user(argv: list[str]) -> list[str]:
     """``argv`` run as ``nobody`` when this process is root (else as this user)."""
-    return [*DROP, *argv] if os.geteuid() == 0 else argv
+    if os.geteuid() != 0:
+        return argv
+    return [shutil.which("setpriv") or "setpriv", *DROP, *argv]
 
 
 def _prefix_seen(python: str, *, other: bool) -> str | None:
