@@ -556,3 +556,57 @@ def test_the_images_entry_points_deliver_a_heartbeat_on_a_read_only_root(
     assert sorted(p.name for p in volumes["worker"].iterdir()) == ["telemetry.db"]
     for path in (*volumes["collector"].iterdir(), *volumes["worker"].iterdir()):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+
+
+# -- the README quotes them -----------------------------------------------------------------
+
+
+def readme_section(name: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"<!-- section: {name} -->")
+    return text[start : text.index("<!-- section:", start + 1)]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_readme_quotes_the_worker_unit_as_it_is() -> None:
+    section = readme_section("deployment")
+    [ini] = blocks(section, "ini")
+    service = parse_unit(WORKER)["Service"]
+    quoted = [line.split("=", 1) for line in ini.splitlines()]
+    assert len(quoted) == 9
+    for key, value in quoted:
+        assert value in service[key], key
+    # the worker section points there instead of keeping a copy of its own
+    worker = readme_section("worker")
+    assert "[`contrib/systemd/helios-telemetry-worker.service`]" in worker
+    assert "```ini" not in worker
+
+
+def test_the_readme_names_every_deployment_file_and_they_exist() -> None:
+    section = readme_section("deployment")
+    named = set(re.findall(r"\(((?:contrib)/[^)]+)\)", section))
+    present = {str(p.relative_to(ROOT)) for p in (ROOT / "contrib").rglob("*") if p.is_file()}
+    assert named == present
+
+
+def test_the_readme_docker_lines_match_the_recipe() -> None:
+    [console] = [b for b in blocks(readme_section("deployment"), "console") if "docker" in b]
+    commands = [shlex.split(c) for c in console.replace("\\\n", " ").split("$ ")[1:]]
+    builds = [c for c in commands if c[:2] == ["docker", "build"]]
+    runs = [c for c in commands if c[:2] == ["docker", "run"]]
+    assert sorted(c[c.index("--target") + 1] for c in builds) == sorted(TARGETS)
+    tags = {}
+    for c in builds:
+        assert c[c.index("-f") + 1] == "contrib/docker/Dockerfile" and c[-1] == "."
+        tags[c[c.index("-t") + 1]] = c[c.index("--target") + 1]
+    assert len(runs) == 2
+    for c in runs:
+        target = tags[c[-1]]
+        assert "--read-only" in c
+        _, volume = c[c.index("-v") + 1].split(":")
+        assert [volume] == json.loads(BY_NAME[target].all("VOLUME")[0])
+    bases = {s.base for s in STAGES if s.base not in BY_NAME}
+    assert [f"`{b}`" for b in bases][0] in readme_section("deployment")
