@@ -23,14 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "install-system-packages"
 
 EVERYTHING = (
-    "chromium (the browser tests), nginx (the TLS reverse-proxy tests), postgresql (the "
+    "chromium (the browser tests), libatomic1 (Playwright's node driver), nginx (the TLS "
+    "reverse-proxy tests), postgresql (the "
     "collector's PostgreSQL tests), openssl (the nginx tests' certificates), util-linux "
     "(setpriv and runuser), mount (the full-disk proof's tmpfs), e2fsprogs (chattr for the "
     "read-only outbox proof), systemd (systemd-analyze for contrib/systemd), make (the "
     "Makefile), python3 (Python 3.11+), python3-venv (python3 -m venv)"
 )
 APT = (
-    "apt-get install -y --no-install-recommends chromium nginx postgresql openssl util-linux "
+    "apt-get install -y --no-install-recommends chromium libatomic1 nginx postgresql openssl "
+    "util-linux "
     "mount e2fsprogs systemd make python3 python3-venv"
 )
 
@@ -121,6 +123,8 @@ def test_a_found_program_is_not_asked_for_again(bare: Path) -> None:
     (bare / "root" / "usr" / "sbin" / "runuser").symlink_to("/bin/true")
     (bare / "root" / "usr" / "bin").mkdir(parents=True)
     (bare / "root" / "usr" / "bin" / "chromium").symlink_to("/bin/true")
+    (bare / "root" / "usr" / "lib" / "x86_64-linux-gnu").mkdir(parents=True)
+    (bare / "root" / "usr" / "lib" / "x86_64-linux-gnu" / "libatomic.so.1").touch()
     (bare / "root" / "usr" / "lib" / "postgresql" / "15" / "bin").mkdir(parents=True)
     (bare / "root" / "usr" / "lib" / "postgresql" / "15" / "bin" / "initdb").symlink_to("/bin/true")
     r = run_script(bare, "--check")
