@@ -459,6 +459,17 @@ def image_runtime() -> Iterator[Runtime]:
     for tool in ("unshare", "setpriv", "mount"):
         if shutil.which(tool) is None:
             pytest.skip(f"needs {tool} (util-linux, mount)")
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        pytest.skip(
+            f"no private mount namespace here ({probe.stderr.strip()}); in a chroot, make "
+            "its root a mount point first (mount --bind ROOT ROOT)"
+        )
     try:
         runtime = Runtime.build(extras=("collector",))
     except Unavailable as e:
