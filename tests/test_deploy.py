@@ -192,7 +192,7 @@ def test_systemd_analyze_verify_finds_nothing(unit: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
 def test_systemd_analyze_security_rates_the_units_ok(unit: Path, tmp_path: Path) -> None:
     """Exposure 0-10 (systemd's own scale; "OK" is below 2.0). Measured with systemd 252:
-    worker 1.4, collector 1.2; what is left is the network they exist for."""
+    worker 1.2, collector 1.1; what is left is the network they exist for."""
     analyze = _systemd_analyze()
     r = subprocess.run(
         [analyze, "security", "--offline=yes", "--no-pager", str(_runnable_copy(unit, tmp_path))],
