@@ -1,13 +1,22 @@
-# `make test` is what CI runs (.ci/run): lint, type check and the whole suite,
-# slow crash/soak/browser tests included. `make test-fast` is the everyday loop.
+# `make test` is what CI runs (.ci/run): the system packages the suite needs
+# (scripts/install-system-packages: apt-get, via sudo when not root; nothing when all
+# are there), lint, type check and the whole suite, slow crash/soak/browser tests
+# included. `make test-fast` is the everyday loop.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test test-fast lint bench clean demo
+.PHONY: install system-packages test test-fast lint bench clean demo
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: Python 3.11 or newer is needed ($(PYTHON) is not); run make PYTHON=python3.11 ..."; \
+	  exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "make: $(PYTHON) cannot make a venv (no ensurepip): on Debian/Ubuntu install python3-venv"; \
+	  echo "      (scripts/install-system-packages does, with the test suite's packages)"; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=25.1"
 	$(PY) -m pip install -q -e . --group test --group lint
@@ -21,8 +30,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check outbox worker collector tests benchmarks examples
 	$(VENV)/bin/mypy
 
+system-packages:
+	@PYTHON=$(PYTHON) scripts/install-system-packages
+
 # pytest exits 5 when it collected nothing: an empty suite proves nothing, so fail.
-test: lint
+test: system-packages lint
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$rc

@@ -13,7 +13,8 @@ accepted/duplicate as expected, anything else is counted as an error.
     python benchmarks/collector_load.py --backend sqlite --heartbeats 20000
     python benchmarks/collector_load.py --pg-dsn postgresql://app:pw@127.0.0.1:5432/bench
 
-Without ``--pg-dsn`` a throwaway PostgreSQL cluster is made in a temp dir (Debian's
+Without ``--pg-dsn`` a throwaway PostgreSQL cluster is made in a temp dir, as the tests
+make theirs (``tests/support/postgres.py``: ``initdb`` on the PATH or in Debian's
 ``/usr/lib/postgresql/*/bin``; as root its binaries run via ``runuser -u postgres``).
 """
 
@@ -21,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import hashlib
 import http.client
 import itertools
 import json
 import os
 import random
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +40,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from outbox.contract import bearer, encode
-from outbox.payload import Aggregate, build_payload
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from outbox.contract import bearer, encode  # noqa: E402  (after the path is set)
+from outbox.payload import Aggregate, build_payload  # noqa: E402
+from tests.support import postgres  # noqa: E402
 
 API = [
     "users.list",
@@ -216,53 +217,16 @@ def collector(db: str, *extra: str) -> Iterator[tuple[str, int]]:
         proc.wait(20)
 
 
-def _as_postgres(*cmd: str) -> None:
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=120)
-
-
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A PostgreSQL cluster in a temp dir on a free port (durable settings: fsync on)."""
-    bindir = os.path.dirname(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1])
-    tmp = tempfile.mkdtemp(prefix="collector-bench-pg-")
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = f"{tmp}/data"
-    _as_postgres(
-        f"{bindir}/initdb",
-        "-D",
-        data,
-        "-U",
-        "postgres",
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-    )
-    _as_postgres(
-        f"{bindir}/pg_ctl",
-        "-D",
-        data,
-        "-l",
-        f"{tmp}/server.log",
-        "-w",
-        "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp}",
-        "start",
-    )
     try:
-        psql = [f"{bindir}/psql", "-h", tmp, "-p", str(port), "-U", "postgres", "-q"]
-        _as_postgres(*psql, "-c", "CREATE ROLE bench LOGIN PASSWORD 'bench-pw'")
-        _as_postgres(*psql, "-c", "CREATE DATABASE bench OWNER bench")
-        yield f"postgresql://bench:bench-pw@127.0.0.1:{port}/bench"
-    finally:
-        _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(tmp, ignore_errors=True)
+        with postgres.throwaway_cluster(durable=True, prefix="collector-bench-pg-") as pg:
+            pg.sql("CREATE ROLE bench LOGIN PASSWORD 'bench-pw'")
+            pg.sql("CREATE DATABASE bench OWNER bench")
+            yield pg.dsn("bench", "bench-pw", "bench")
+    except postgres.PostgresUnavailable as e:
+        raise SystemExit(f"collector_load: {e}\n(or pass --pg-dsn, or --backend sqlite)") from e
 
 
 def run(

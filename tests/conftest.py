@@ -1,15 +1,59 @@
-"""Fixtures shared by every test: a clean environment, real outbox files, a fake clock."""
+"""Fixtures shared by every test: a clean environment, real outbox files, a fake clock.
+
+Under CI (``CI`` set: ``tests.support.ci``) nothing real may be skipped: a
+``HELIOS_SKIP_*`` variable stops the run before it starts, and every skip is reported
+as a failure with its reason. Outside CI a skip is listed with its reason (``-ra``).
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from outbox import Telemetry, db
 from tests.helpers import INSTANCE_ID, TELEMETRY_VARIABLES, FakeClock
+from tests.support.ci import INSTALL_COMMAND, in_ci, skip_variables
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if in_ci() and skip_variables():
+        raise pytest.UsageError(
+            f"CI is set, and so is {', '.join(skip_variables())}: under CI every real part "
+            f"runs. Unset it; install what is missing with {INSTALL_COMMAND}."
+        )
+
+
+def _under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """A skip under CI becomes a failure that keeps the skip's reason."""
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped under CI, where every real part must run: {reason.removeprefix('Skipped: ')}"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _under_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _under_ci(report)
+    return report
 
 
 @pytest.fixture(autouse=True)

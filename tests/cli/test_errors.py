@@ -18,6 +18,7 @@ from outbox import Telemetry, db
 from tests.cli import scenes
 from tests.cli.conftest import Outbox
 from tests.helpers import child_env
+from tests.support.other_user import Runtime, Unavailable, as_other_user, reachable
 
 READS = [["status"], ["status", "--json"], ["show"], ["preview"], ["heartbeats"]]
 WRITES = [["enable"], ["disable"], ["track", "command", "sync"], ["purge", "--yes"]]
@@ -205,19 +206,31 @@ def test_the_db_option_and_the_variable(run, outbox, tmp_path):
 # -- another user's outbox: read-only, unreadable -------------------------------------
 
 
-def _as_other_user(args: list[str], db_path: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Runtime]:
+    """The ``outbox`` command installed where the other user can run it (not the clone,
+    which may sit in a folder only its owner can enter)."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to drop root privileges")
+    try:
+        runtime = Runtime.build()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    assert reachable(runtime.script("outbox"))
+    yield runtime
+    runtime.remove()
+
+
+def _as_other_user(
+    installed: Runtime, args: list[str], db_path: Path
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``outbox`` script as a user who does not own the outbox."""
-    script = str(Path(sys.executable).with_name("outbox"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("needs setpriv to drop root privileges")
-        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     return subprocess.run(
-        [*prefix, script, "--db", str(db_path), *args],
+        as_other_user([str(installed.script("outbox")), "--db", str(db_path), *args]),
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=installed.folder,
         env=child_env(HOME="/nonexistent"),
     )
 
@@ -239,8 +252,8 @@ def foreign(make_telemetry: Callable[..., Telemetry]) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("args", [["status"], ["show"], ["preview"], ["heartbeats"]], ids=" ".join)
-def test_read_commands_work_on_a_read_only_outbox(foreign, args):
-    r = _as_other_user(args, foreign)
+def test_read_commands_work_on_a_read_only_outbox(installed, foreign, args):
+    r = _as_other_user(installed, args, foreign)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     if args == ["show"]:
@@ -248,8 +261,8 @@ def test_read_commands_work_on_a_read_only_outbox(foreign, args):
     assert sorted(p.name for p in foreign.parent.iterdir()) == ["telemetry.db"]
 
 
-def test_write_commands_on_a_read_only_outbox_say_what_to_do(foreign):
-    r = _as_other_user(["enable"], foreign)
+def test_write_commands_on_a_read_only_outbox_say_what_to_do(installed, foreign):
+    r = _as_other_user(installed, ["enable"], foreign)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith(f"Error: {foreign}: the outbox cannot be opened for writing (")
@@ -259,10 +272,10 @@ def test_write_commands_on_a_read_only_outbox_say_what_to_do(foreign):
     )
 
 
-def test_unreadable_outbox(foreign):
+def test_unreadable_outbox(installed, foreign):
     foreign.parent.chmod(0o755)
     foreign.chmod(0o600)
-    r = _as_other_user(["status"], foreign)
+    r = _as_other_user(installed, ["status"], foreign)
     assert (r.returncode, r.stderr) == (
         1,
         f"Error: {foreign}: this user cannot read the outbox (permission denied); run the "
@@ -270,14 +283,14 @@ def test_unreadable_outbox(foreign):
     )
 
 
-def test_read_only_outbox_while_the_app_has_it_open(foreign):
+def test_read_only_outbox_while_the_app_has_it_open(installed, foreign):
     """The app keeps -wal and -shm alive: another user reads through them, commits included."""
     foreign.parent.chmod(0o755)
     foreign.chmod(0o644)
     holder = db.connect(foreign)
     holder.execute("INSERT INTO events (kind, name, count, at) VALUES ('ui', 'bulk_edit', 1, 0)")
     try:
-        r = _as_other_user(["show"], foreign)
+        r = _as_other_user(installed, ["show"], foreign)
     finally:
         holder.close()
     assert r.returncode == 0, r.stderr
@@ -287,7 +300,9 @@ def test_read_only_outbox_while_the_app_has_it_open(foreign):
     ]
 
 
-def test_read_only_outbox_with_commits_only_in_its_wal_is_refused_clearly(foreign, tmp_path):
+def test_read_only_outbox_with_commits_only_in_its_wal_is_refused_clearly(
+    installed, foreign, tmp_path
+):
     """A -wal with commits but no -shm, in a folder we cannot write: reading the main file
     alone would miss those commits, so the command says what to do instead."""
     foreign.parent.chmod(0o755)
@@ -304,7 +319,7 @@ def test_read_only_outbox_with_commits_only_in_its_wal_is_refused_clearly(foreig
     wal.chmod(0o644)
     foreign.parent.chmod(0o555)
     try:
-        r = _as_other_user(["show"], foreign)
+        r = _as_other_user(installed, ["show"], foreign)
     finally:
         foreign.parent.chmod(0o755)
         wal.unlink()

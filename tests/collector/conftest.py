@@ -1,20 +1,16 @@
 """Collector fixtures: a storage on SQLite and on PostgreSQL, a real server around it.
 
-PostgreSQL: one throwaway cluster per test session (``initdb`` into a temp dir,
-its own port and socket dir, ``fsync=off``), started with ``runuser -u postgres``
-when running as root. If it cannot be started the PostgreSQL tests FAIL, so that
-CI cannot pass without them; ``HELIOS_SKIP_POSTGRES=1`` skips them instead (for a
+PostgreSQL: one throwaway cluster per test session (``tests.support.postgres``: found on
+the PATH or in /usr/lib/postgresql/*/bin, ``initdb`` into a temp dir, its own port and
+socket dir, ``fsync=off``). If it cannot be started the PostgreSQL tests FAIL, so that CI
+cannot pass without them; outside CI ``HELIOS_SKIP_POSTGRES=1`` skips them instead (for a
 laptop without PostgreSQL).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
+import contextlib
 import ssl
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,92 +24,32 @@ from collector import Storage, create_app
 from collector.schema import metadata
 from collector.server import Running, serve_in_thread, start_in_thread
 from tests.collector.payloads import auth, auth_of
-from tests.helpers import FakeClock, free_port
-
-
-def _as_postgres(*cmd: str) -> subprocess.CompletedProcess[str]:
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=60)
+from tests.helpers import FakeClock
+from tests.support import postgres
+from tests.support.ci import skip_on_purpose
 
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """``postgresql://app:…@127.0.0.1:PORT/app_test`` on a cluster made for this session."""
-    if os.environ.get("HELIOS_SKIP_POSTGRES") == "1":
-        pytest.skip("HELIOS_SKIP_POSTGRES=1: PostgreSQL tests skipped on purpose")
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        pytest.fail(
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
-            "apt-get install -y --no-install-recommends postgresql, "
-            "or set HELIOS_SKIP_POSTGRES=1 to skip these tests",
-            pytrace=False,
-        )
-    bindir = os.path.dirname(initdbs[-1])
-    tmp = tempfile.mkdtemp(prefix="collector-pg-")
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    data, port = os.path.join(tmp, "data"), free_port()
-    started = False
-    try:
-        _as_postgres(
-            f"{bindir}/initdb",
-            "-D",
-            data,
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-        )
-        _as_postgres(
-            f"{bindir}/pg_ctl",
-            "-D",
-            data,
-            "-l",
-            f"{tmp}/server.log",
-            "-w",
-            "-t",
-            "30",
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
-            "-c fsync=off -c max_connections=200",
-            "start",
-        )
-        started = True
-        psql = [
-            f"{bindir}/psql",
-            "-h",
-            tmp,
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-        ]
-        _as_postgres(*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'app-pw'")
-        _as_postgres(*psql, "-c", "CREATE DATABASE app_test OWNER app")
-        _as_postgres(*psql, "-c", "CREATE DATABASE app_refusals OWNER app")
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", "") or e
-        if started:
-            _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(tmp, ignore_errors=True)
-        pytest.fail(
-            f"PostgreSQL could not be started for the tests: {detail}\n"
-            "Set HELIOS_SKIP_POSTGRES=1 to skip the PostgreSQL tests instead.",
-            pytrace=False,
-        )
-    try:
-        yield f"postgresql://app:app-pw@127.0.0.1:{port}/app_test"
-    finally:
-        _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(tmp, ignore_errors=True)
+    skip_on_purpose("HELIOS_SKIP_POSTGRES", "the PostgreSQL tests")
+    with contextlib.ExitStack() as stack:
+        try:
+            pg = stack.enter_context(
+                postgres.throwaway_cluster(
+                    settings={"max_connections": "200"}, prefix="collector-pg-"
+                )
+            )
+            pg.sql("CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+            pg.sql("CREATE DATABASE app_test OWNER app")
+            pg.sql("CREATE DATABASE app_refusals OWNER app")
+        except postgres.PostgresUnavailable as e:
+            stack.close()
+            pytest.fail(
+                f"{e}\n(or set HELIOS_SKIP_POSTGRES=1 to skip the PostgreSQL tests, outside CI)",
+                pytrace=False,
+            )
+        yield pg.dsn("app", "app-pw", "app_test")
 
 
 def reset_postgres(dsn: str) -> None:

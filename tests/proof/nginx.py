@@ -2,6 +2,8 @@
 
 Recipe from ENVIRONMENT.md section 3: a throwaway CA and a server certificate for
 127.0.0.1/localhost, nginx in the foreground with its own prefix, pid and temp paths.
+Missing nginx is a failure naming the fix; ``HELIOS_SKIP_NGINX=1`` skips instead, except
+under CI (``tests/conftest.py`` refuses the variable there).
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ def nginx_binary() -> str | None:
 
 def missing_reason() -> str:
     return (
-        "nginx is not installed, and the TLS reverse-proxy tests need it: "
-        "apt-get install -y --no-install-recommends nginx "
-        f"(or set {SKIP_VARIABLE}=1 to skip these tests on purpose)"
+        "nginx is not installed, and the TLS reverse-proxy tests need it: run "
+        "scripts/install-system-packages (apt-get install -y --no-install-recommends nginx), "
+        f"or set {SKIP_VARIABLE}=1 to skip these tests on purpose (outside CI only)"
     )
 
 

@@ -93,8 +93,9 @@ def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
     if r.returncode != 0:
         pytest.skip(
             "a real full disk needs a small tmpfs, and mounting one needs root with "
-            f"CAP_SYS_ADMIN ({r.stderr.strip()}); the core's max_page_count test "
-            "(tests/core/test_storage_faults.py) covers track calls on a full disk"
+            f"CAP_SYS_ADMIN ({r.stderr.strip()}); without it the same seal and mark faults "
+            "are proven with max_page_count (the test next to this one), and track calls on "
+            "a full file by tests/core/test_storage_faults.py"
         )
     try:
         yield TinyDisk(where)
@@ -175,33 +176,47 @@ def test_disk_full_during_seal_and_during_mark(
     )
 
 
-def test_disk_full_during_seal_with_max_page_count(
+def test_disk_full_during_seal_and_during_mark_with_max_page_count(
     tmp_path: Path, collector: LiveCollector, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The same seal fault where no tmpfs can be mounted: the worker's connection may
-    not grow the file (``PRAGMA max_page_count``); track calls are unaffected."""
+    """The same two faults with no mount, so that they are proven on every machine: the
+    worker's connection may not grow the file (``PRAGMA max_page_count`` at its page count).
+
+    During the seal the new heartbeat row needs pages. During the mark the update rewrites
+    the row (status, receipt), and SQLite writes a row's new overflow pages before it
+    frees the old ones: with the free pages given back first, the mark needs pages too.
+    Track calls use another connection and are unaffected (the core's max_page_count test,
+    tests/core/test_storage_faults.py, covers them on a full file)."""
     caplog.set_level(logging.INFO, logger="worker")
     db = tmp_path / "outbox" / "telemetry.db"
     clock = FakeClock()
     t = Telemetry(db_path=db, enabled=True, environ={}, clock=clock)
     tracked = Counter[tuple[str, str]]()
-    for i in range(3000):  # a payload larger than the free space of the file
+    for i in range(3000):  # a payload larger than a page: the heartbeat row overflows
         name = f"v1.res{i % 150:03d}.list"
         assert t.track_api_call(name)
         tracked[("api", name)] += 1
+    capped: list[str] = []
 
     def cap_file(step: str) -> None:
-        if step == "before_seal_commit" and not capped:
-            pages = w.conn.execute("PRAGMA page_count").fetchone()[0]
-            w.conn.execute(f"PRAGMA max_page_count = {pages}")
-            capped.append(pages)
-
-    capped: list[int] = []
+        if step not in ("before_seal_commit", "after_post") or step in capped:
+            return
+        if step == "after_post":
+            assert not w.conn.in_transaction
+            pending = heartbeats.pending(w.conn)
+            assert pending is not None
+            page = w.conn.execute("PRAGMA page_size").fetchone()[0]
+            assert len(pending.payload) > page  # its row has overflow pages
+            w.conn.executescript("PRAGMA incremental_vacuum")  # no free page left to use
+            assert w.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        pages = w.conn.execute("PRAGMA page_count").fetchone()[0]
+        assert w.conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
+        capped.append(step)
 
     def wait(timeout: float) -> bool:
-        w.conn.execute("PRAGMA max_page_count = 1073741823")
+        w.conn.execute("PRAGMA max_page_count = 4294967294")
         clock.advance(max(timeout, 1.0))
-        return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 1
+        return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 2
 
     w = Worker(
         *config(db, collector.url, 50_000),
@@ -219,18 +234,18 @@ def test_disk_full_during_seal_with_max_page_count(
     finally:
         t.close()
         w.close()
-    assert len(capped) == 1
-    assert failed == [
-        f"cycle failed (1 in a row): {db}: the disk is full (database or disk is full); "
-        "free some space"
-    ]
-    assert [v for v in collector.answers.by_id().values()] == [["accepted"]]
+    assert capped == ["before_seal_commit", "after_post"]
+    full = f"{db}: the disk is full (database or disk is full); free some space"
+    assert failed == [f"cycle failed (1 in a row): {full}", f"cycle failed (2 in a row): {full}"]
+    # The heartbeat whose mark failed was sent again, answered "duplicate", counted once.
+    assert list(collector.answers.by_id().values()) == [["accepted", "duplicate"]]
     assert usage(collector.totals()) == dict(tracked)
     record(
         "storage_max_page_count",
         events_tracked=sum(tracked.values()),
         events_counted=sum(usage(collector.totals()).values()),
-        failed_cycles=1,
+        failed_cycles=2,
+        resent_after_failed_mark=1,
         doubled=0,
     )
 
@@ -242,11 +257,21 @@ def test_disk_full_during_seal_with_max_page_count(
 def read_only(path: Path) -> Iterator[str]:
     """Make ``path`` unwritable even for root (``chattr +i``), else by its mode."""
     if os.geteuid() == 0:
+        # Root ignores file modes: only the immutable flag stops it. Under CI these skips
+        # are failures (tests/conftest.py); as another user the test uses chmod instead.
         if shutil.which("chattr") is None:
-            pytest.skip("running as root without chattr: no way to make a file read-only")
-        r = subprocess.run(["chattr", "+i", str(path)], capture_output=True, timeout=30)
+            pytest.skip(
+                "running as root without chattr, so nothing makes the outbox read-only: "
+                "install e2fsprogs (scripts/install-system-packages), or run the suite as "
+                "a user other than root"
+            )
+        r = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
-            pytest.skip(f"chattr +i is not supported here: {r.stderr!r}")
+            pytest.skip(
+                f"chattr +i failed on {path.parent} ({r.stderr.strip()}): the immutable flag "
+                "needs CAP_LINUX_IMMUTABLE and a filesystem that has it (ext4, xfs, btrfs); "
+                "point TMPDIR at one, or run the suite as a user other than root"
+            )
         try:
             yield "chattr +i"
         finally:
