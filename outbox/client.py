@@ -79,6 +79,7 @@ class _Unavailable(Exception):
     """The outbox could not be opened (the message says why)."""
 
 
+
 class Telemetry:
     """Usage counters of one Helios instance, stored in its outbox.
 
@@ -215,7 +216,13 @@ class Telemetry:
                         stored = self._write(conn, INSERT_EVENT, row) == 1
                 self._writes += 1
                 if self._unstored or not self._writes % FILE_CHECK_EVERY:
-                    self._housekeeping(conn, self._config())
+                    try:
+                        self._housekeeping(conn, self._config())
+                    except sqlite3.Error as e:
+                        # The write is done and its outcome stands: only the rare work after
+                        # it failed (what it did not do is tried after the next write).
+                        # Counting the event as lost here would count it twice.
+                        self._note(f"after a write: {translate(e, self._config().db_path)}")
                 return stored
         except (sqlite3.Error, _Unavailable) as e:
             self._storage_failed(e, count if type(count) is int and count > 0 else 1)
@@ -301,7 +308,7 @@ class Telemetry:
 
     def _housekeeping(self, conn: sqlite3.Connection, cfg: Config) -> None:
         """Rare work after a write (caller holds the lock): store earlier losses,
-        follow a replaced outbox file, re-check the size cap."""
+        follow a replaced outbox file, re-check the size cap. What fails stays to do."""
         for reason, n in list(self._unstored.items()):
             if n:
                 conn.execute(ADD_DROP_IF_ON, (n, reason, cfg.assumed))

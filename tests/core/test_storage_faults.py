@@ -187,3 +187,29 @@ def test_over_the_size_cap_new_events_are_counted_not_stored(make_telemetry, db_
     assert again.track_api_call("users.list") is False
     assert dropped(db_path, "over_capacity") == 101
     assert "over_capacity" in (again.last_error or "")
+
+
+def test_a_failure_after_the_write_never_turns_a_stored_event_into_a_loss(
+    make_telemetry, db_path
+) -> None:
+    """The rare work after a write (storing earlier losses, the size check) can fail while
+    the write itself succeeded: the call still says True and nothing is counted twice."""
+    t = make_telemetry(busy_timeout=0.05)
+    assert t.track_api_call("users.list")
+    holder = db.connect(db_path)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock too long
+    assert t.track_api_call("users.list") is False
+    holder.execute("ROLLBACK")
+    assert t.unstored == {"storage_error": 1}  # to be stored with the next write
+    holder.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON dropped BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    assert t.track_api_call("users.list") is True  # stored; only storing the loss failed
+    assert totals(db_path) == {("api", "users.list"): 2}
+    assert store.drops(holder).total["storage_error"] == 0 and t.unstored == {"storage_error": 1}
+    holder.execute("DROP TRIGGER refuse")
+    assert t.track_api_call("users.list") is True
+    assert totals(db_path) == {("api", "users.list"): 3}
+    assert store.drops(holder).total["storage_error"] == 1  # the one real loss, once
+    assert t.unstored == {}
+    holder.close()
