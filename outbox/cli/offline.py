@@ -14,6 +14,10 @@ from outbox.cli.context import CliContext
 from outbox.cli.fmt import human_bytes, short_id
 from outbox.config import EDITION, VERSION
 from outbox.contract import ContractError, Receipt
+from worker.lease import Lease
+
+#: Seconds the worker lease is held while exporting (one seal: seconds at most).
+_EXPORT_LEASE = 120.0
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -55,7 +59,19 @@ def export_command(obj: CliContext, output: Path | None) -> None:
                 f"telemetry is {decision.mode} ({decision.reason}): nothing is exported; "
                 + ("`outbox enable` turns sharing on" if not decision.locked else "")
             )
-        done = offline.export(conn, cfg, now=obj.now())
+        # Sealing is a worker's step: hold the worker lease meanwhile, so that no worker
+        # compacts the rows this seal is reading (one worker per outbox).
+        lease = Lease(conn, ttl=_EXPORT_LEASE)
+        holder = lease.acquire(obj.now())
+        if holder is not None:
+            raise click.ClickException(
+                f"a worker (pid {holder.pid} on {holder.host}) holds this outbox and delivers "
+                "its heartbeats; stop it before exporting by hand, or let it send"
+            )
+        try:
+            done = offline.export(conn, cfg, now=obj.now())
+        finally:
+            lease.release(obj.now())
     if done is None:
         click.echo("nothing to export: no heartbeat is pending and no counts wait", err=True)
         return

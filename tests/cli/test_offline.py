@@ -127,3 +127,17 @@ def test_a_receipt_for_something_else_changes_nothing(run, outbox, tmp_path: Pat
     assert hb is not None and hb.status == "pending"
     r = run("receipt", tmp_path / "missing.json")
     assert r.exit_code == 1 and "cannot read the receipt" in r.stderr
+
+
+def test_export_refuses_while_a_worker_holds_the_outbox(run, outbox) -> None:
+    """Sealing by hand while a worker compacts could seal counts it never read."""
+    outbox.track("command", "sync")
+    outbox.lease(4242, acquired_at=T0, expires_at=T0 + 600)  # on host helios-1
+    r = run("export", env=scenes.ON)
+    assert r.exit_code == 1
+    assert r.stderr == (
+        "Error: a worker (pid 4242 on helios-1) holds this outbox and delivers its "
+        "heartbeats; stop it before exporting by hand, or let it send\n"
+    )
+    with outbox.conn() as c:
+        assert heartbeats.history(c) == []
