@@ -118,7 +118,8 @@ def _payload_for(
     version: str,
     edition: str,
     name_cap: int,
-    create_instance: bool = True,
+    dropped: dict[str, int],
+    instance: str | None,
 ) -> tuple[dict[str, Any], int, str, str]:
     sequence = store.get_int(conn, Meta.LAST_SEQUENCE) + 1
     end = iso_utc(now)
@@ -128,9 +129,9 @@ def _payload_for(
         start = str(store.get(conn, Meta.LAST_PERIOD_END, end))
     payload = build_payload(
         plan.aggregates,
-        dropped=drops(conn).pending,
+        dropped=dropped,
         heartbeat_id=heartbeat_id,
-        instance_id=instance_id(conn) if create_instance else existing_instance_id(conn),
+        instance_id=instance,
         sequence=sequence,
         period_start=start,
         period_end=end,
@@ -139,6 +140,15 @@ def _payload_for(
         name_cap=name_cap,
     )
     return payload, sequence, start, end
+
+
+def _unchanged(conn: sqlite3.Connection, plan: SealPlan, sequence: int) -> bool:
+    """Nothing sealed, discarded or purged since ``plan`` (and its payload) was made."""
+    return (
+        sealed_through(conn) == plan.after
+        and store.get_int(conn, Meta.LAST_SEQUENCE) == sequence - 1
+        and pending(conn) is None
+    )
 
 
 def commit_seal(
@@ -155,16 +165,23 @@ def commit_seal(
 ) -> Heartbeat | None:
     """Freeze ``plan`` into a pending heartbeat, in one short write transaction.
 
+    The payload (sums, JSON, hash: the heavy part) is built before the write lock,
+    from one read snapshot; the transaction only checks that nothing moved meanwhile
+    and inserts. The drop counts reported are subtracted, not zeroed, so that a loss
+    counted meanwhile goes into the next heartbeat.
+
     With ``local`` (mode ``local``) the heartbeat is stored already settled as
     ``'local'``: shown by the CLI, never sent, and it does not block the next seal.
 
     :returns: the new heartbeat, or ``None`` when nothing was sealed: a
         heartbeat is still pending, the cursor moved since the plan (switched off,
-        purged), or there is nothing to report and ``allow_empty`` is false.
+        purged, sealed elsewhere), or there is nothing to report and ``allow_empty``
+        is false.
     """
-    with transaction(conn):
-        if sealed_through(conn) != plan.after or pending(conn) is not None:
-            return None
+    instance = instance_id(conn)  # made here if needed: the snapshot below only reads
+    conn.execute("BEGIN")
+    try:
+        reported = drops(conn).pending
         payload, sequence, start, end = _payload_for(
             conn,
             plan,
@@ -173,10 +190,21 @@ def commit_seal(
             version=version,
             edition=edition,
             name_cap=name_cap,
+            dropped=reported,
+            instance=instance,
         )
-        if plan.empty and not any(payload["dropped"].values()) and not allow_empty:
+        current = _unchanged(conn, plan, sequence)
+    finally:
+        conn.execute("COMMIT")
+    if not current:
+        return None
+    if plan.empty and not any(payload["dropped"].values()) and not allow_empty:
+        return None
+    body = encode(payload)
+    digest = sha256_hex(body)
+    with transaction(conn):
+        if not _unchanged(conn, plan, sequence):
             return None
-        body = encode(payload)
         conn.execute(
             "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "
             "period_end, payload, payload_sha256, status, sealed_at, settled_at) "
@@ -189,7 +217,7 @@ def commit_seal(
                 start,
                 end,
                 body,
-                sha256_hex(body),
+                digest,
                 "local" if local else "pending",
                 now,
                 now if local else None,
@@ -199,7 +227,7 @@ def commit_seal(
         store.put(conn, Meta.LAST_SEQUENCE, sequence)
         store.put(conn, Meta.LAST_SEAL_AT, now)
         store.put(conn, Meta.LAST_PERIOD_END, end)
-        conn.execute("UPDATE dropped SET pending = 0")
+        store.take_drops(conn, reported)
     return get(conn, heartbeat_id)
 
 
@@ -222,7 +250,8 @@ def preview(
             version=version,
             edition=edition,
             name_cap=name_cap,
-            create_instance=False,
+            dropped=drops(conn).pending,
+            instance=existing_instance_id(conn),
         )
     finally:
         conn.execute("COMMIT")

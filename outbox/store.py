@@ -288,6 +288,15 @@ def add_drops(conn: sqlite3.Connection, reason: DropReason, n: int) -> None:
     )
 
 
+def take_drops(conn: sqlite3.Connection, reported: dict[str, int]) -> None:
+    """Subtract the drop counts a heartbeat reports from what the next one would report
+    (not zeroed: a loss counted since the payload was built stays for the next one)."""
+    conn.executemany(
+        "UPDATE dropped SET pending = max(pending - ?, 0) WHERE reason = ?",
+        [(n, reason) for reason, n in reported.items() if n],
+    )
+
+
 @dataclass(frozen=True)
 class Credentials:
     """This outbox's identity at the receiver: the id in every payload, the secret in

@@ -71,11 +71,32 @@ def test_seal_writes_one_row_and_moves_the_cursor(make_telemetry, conn) -> None:
     hb = seal(conn, "a")
     assert hb is not None
     assert (hb.first_event_id, hb.last_event_id) == (0, 100)
-    # heartbeat insert + 4 meta upserts + 4 drop rows zeroed; no event row touched
-    assert conn.total_changes - changes_before == 1 + 4 + 4
+    # heartbeat insert + 4 meta upserts (no drop reported, so no drop row); no event row
+    assert conn.total_changes - changes_before == 1 + 4
     assert conn.execute("SELECT * FROM events").fetchall() == rows_before
     assert store.sealed_through(conn) == 100
     assert store.pending_counters(conn) == []
+
+
+def test_a_drop_counted_while_sealing_goes_into_the_next_heartbeat(
+    make_telemetry, conn, monkeypatch
+) -> None:
+    """The payload is built before the write lock: the drops it reports are subtracted at
+    the commit, so one counted in between is neither lost nor reported twice."""
+    t = make_telemetry()
+    t.track_api_call("users.list")
+    t.count_dropped("unknown_name", 2)
+    encode = heartbeats.encode
+
+    def meanwhile(payload):  # runs between the payload's snapshot and the write lock
+        t.count_dropped("unknown_name", 5)
+        return encode(payload)
+
+    monkeypatch.setattr(heartbeats, "encode", meanwhile)
+    hb = seal(conn, "a")
+    assert hb is not None and json.loads(hb.payload)["dropped"]["unknown_name"] == 2
+    assert store.drops(conn).pending["unknown_name"] == 5  # for the next heartbeat
+    assert store.drops(conn).total["unknown_name"] == 7
 
 
 def test_no_second_seal_while_one_is_pending(make_telemetry, conn) -> None:
