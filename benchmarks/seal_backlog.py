@@ -121,12 +121,29 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
     purge, checkpoints), with a pause between steps so that the writer's stalls can
     be told apart.
     """
-    from outbox import heartbeats
+    import contextlib
+
+    from outbox import db, heartbeats, maintenance
     from outbox.config import Config
     from worker.loop import Worker
     from worker.options import Options
 
     marks: dict[str, float] = {}
+    # The longest write transaction of each step: how long it held the lock, measured
+    # where it is held (the writer's stall adds its own scheduling and polling to this).
+    held: dict[str, float] = {}
+    current = ["seal"]
+    plain = db.transaction
+
+    @contextlib.contextmanager
+    def timed(conn: sqlite3.Connection) -> Any:
+        t0 = time.perf_counter()
+        with plain(conn) as c:
+            yield c
+        took = time.perf_counter() - t0
+        held[current[0]] = max(held.get(current[0], 0.0), took)
+
+    maintenance.transaction = heartbeats.transaction = timed  # type: ignore[assignment]
 
     def report(step: str, start: float, end: float, **extra: Any) -> None:
         rss, peak = _rss()
@@ -135,6 +152,8 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
 
     def hook(step: str) -> None:
         marks[step] = time.time()
+        if step.startswith("before_"):
+            current[0] = step.removeprefix("before_").replace("seal_commit", "seal")
         if step in ("before_compact", "before_capacity", "before_purge", "before_checkpoint"):
             time.sleep(PAUSE)
             marks[step + "_resumed"] = time.time()
@@ -162,7 +181,7 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
         sealed = w.seal(s)
         assert sealed is not None
         commit_ms = (marks["after_seal_commit"] - marks["before_seal_commit"]) * 1000
-        report("seal", s, time.time(), commit_ms=commit_ms)
+        report("seal", s, time.time(), commit_ms=commit_ms, held_ms=held.get("seal", 0) * 1000)
         heartbeats.settle(conn, sealed, status="sent", now=int(time.time()), attempts=1)
     w.maintain(time.time())
     spans = [
@@ -173,7 +192,7 @@ def worker_steps(mode: str, path: str, chunk: int, pause: float) -> None:
     ]
     for name, a, b in spans:
         if (mode == "seal") == (name in ("purge", "checkpoint")):
-            report(name, marks[a + "_resumed"], marks[b])
+            report(name, marks[a + "_resumed"], marks[b], held_ms=held.get(name, 0) * 1000)
     w.close()
 
 
@@ -275,42 +294,56 @@ def main() -> int:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    """One row per backlog; ``stall`` is the worst track-call latency during that step."""
-    cols = [
-        ("rows", 9),
-        ("idle stall", 10),
-        ("floor s", 7),
-        ("seal s", 7),
-        ("µs/row", 6),
-        ("commit ms", 9),
-        ("stall seal", 10),
-        ("purge s", 7),
-        ("stall purge", 11),
-        ("compact s", 9),
-        ("stall compact", 13),
-        ("worker RSS MB", 13),
-    ]
-    head = " ".join(f"{name:>{width}}" for name, width in cols)
-    print(head)
-    print("-" * len(head))
+    """Two tables: how long each step took, then how long it held the write lock (its
+    longest transaction) and the worst track-call stall meanwhile. ``idle`` (the writer
+    alone) and ``floor`` (a read-only GROUP BY next to it) are the machine's own noise."""
+
+    def table(cols: list[tuple[str, int]], rows: list[list[str]]) -> None:
+        head = " ".join(f"{name:>{width}}" for name, width in cols)
+        print(head)
+        print("-" * len(head))
+        for cells in rows:
+            print(" ".join(f"{c:>{width}}" for c, (_, width) in zip(cells, cols, strict=True)))
+
+    times, locks = [], []
     for r in results:
         steps = r["steps"]
         peak = max(d["peak"] for name, d in steps.items() if name not in ("idle", "floor"))
-        cells = [
-            f"{r['rows']:,}",
-            _ms(steps, "idle"),
-            f"{_secs(steps, 'floor'):.2f}",
-            f"{_secs(steps, 'seal'):.2f}",
-            f"{_secs(steps, 'seal') / r['rows'] * 1e6:.2f}",
-            f"{steps['seal']['commit_ms']:.1f}",
-            _ms(steps, "seal"),
-            f"{_secs(steps, 'purge'):.2f}",
-            _ms(steps, "purge"),
-            f"{_secs(steps, 'compact'):.2f}",
-            _ms(steps, "compact"),
-            f"{peak:.1f}",
-        ]
-        print(" ".join(f"{c:>{width}}" for c, (_, width) in zip(cells, cols, strict=True)))
+        times.append(
+            [
+                f"{r['rows']:,}",
+                f"{_secs(steps, 'floor'):.2f}",
+                f"{_secs(steps, 'seal'):.2f}",
+                f"{_secs(steps, 'seal') / r['rows'] * 1e6:.2f}",
+                f"{_secs(steps, 'purge'):.2f}",
+                f"{_secs(steps, 'compact'):.2f}",
+                f"{peak:.1f}",
+            ]
+        )
+        locks.append(
+            [
+                f"{r['rows']:,}",
+                _ms(steps, "idle"),
+                _ms(steps, "floor"),
+                *(f"{_held(steps, s)} / {_ms(steps, s)}" for s in ("seal", "purge", "compact")),
+            ]
+        )
+    table(
+        [("rows", 11), ("floor s", 7), ("seal s", 7), ("µs/row", 6), ("purge s", 7)]
+        + [("compact s", 9), ("worker RSS MB", 13)],
+        times,
+    )
+    print()
+    table(
+        [("rows", 11), ("stall idle", 10), ("stall floor", 11)]
+        + [(f"{s}: held / stall", 24) for s in ("seal", "purge", "compact")],
+        locks,
+    )
+
+
+def _held(steps: dict[str, dict[str, Any]], step: str) -> str:
+    v = steps[step].get("held_ms")
+    return "-" if v is None else f"{v:.1f} ms"
 
 
 def _ms(steps: dict[str, dict[str, Any]], step: str) -> str:
