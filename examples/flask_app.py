@@ -30,9 +30,6 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, redirect, request, session
 
 import outbox
-from outbox import Telemetry
-from outbox.web import html_attributes, not_tracked, same_origin
-from outbox.web.flask import init_app
 from examples.helios_site import (
     ACCOUNTS,
     LINKS,
@@ -46,6 +43,9 @@ from examples.helios_site import (
     relay,
     signin_html,
 )
+from outbox import Telemetry
+from outbox.web import html_attributes, not_tracked, same_origin
+from outbox.web.flask import init_app
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,7 +12,8 @@
 Run it (from the repository root)::
 
     pip install 'helios-telemetry[django]' gunicorn
-    export DJANGO_SETTINGS_MODULE=examples.django_app.settings HELIOS_EXAMPLE_SECRET=$(openssl rand -hex 32)
+    export DJANGO_SETTINGS_MODULE=examples.django_app.settings
+    export HELIOS_EXAMPLE_SECRET=$(openssl rand -hex 32)  # one session key for every worker
     HELIOS_TELEMETRY_DB=/tmp/helios-django.db python -m django runserver 8000
     HELIOS_TELEMETRY_DB=/tmp/helios-django.db gunicorn -w 4 examples.django_app.wsgi
 

@@ -139,7 +139,10 @@ class TelemetryExtension:
             "writes": writes,
         }
         self.track_routes = track_routes
-        self.rules: dict[str, Any] = {"strip_prefix": strip_prefix, "strip_versions": strip_versions}
+        self.rules: dict[str, Any] = {
+            "strip_prefix": strip_prefix,
+            "strip_versions": strip_versions,
+        }
         self.relay: dict[str, Any] | None = None
         if relay_prefix is not None:
             self.relay = {

@@ -161,7 +161,9 @@ def test_the_settings_put_obeys_the_hook_and_the_origin_check(adapter: str, db_p
         # Another site's Origin: refused (Django's CSRF layer answers first, with its page).
         other = put(server, True, **{**same, **admin, "Origin": "http://evil.example"})
         assert other.status_code == 403
-        assert refusal(other) == ((403, None) if server.adapter == "django" else (403, "cross_site"))
+        assert refusal(other) == (
+            (403, None) if server.adapter == "django" else (403, "cross_site")
+        )
 
         t = Telemetry(db_path=db_path, enabled=None, environ={})
         assert t.decision().source == "default"  # nothing changed
@@ -222,9 +224,7 @@ def ui_bodies() -> list[tuple[str, bytes, str]]:
     ]
 
 
-def test_ui_action_bodies_are_answered_and_counted_identically(
-    adapter: str, db_path: Path
-) -> None:
+def test_ui_action_bodies_are_answered_and_counted_identically(adapter: str, db_path: Path) -> None:
     sharing_on(db_path)
     answers = []
     with running(adapter, db_path) as server:
@@ -294,12 +294,19 @@ EXPECTED_UI_ANSWERS: list[tuple[str, int, dict[str, Any]]] = [
             "quotes: line 1 column 2 (char 1))",
         },
     ),
-    ("duplicate keys", 422, {"error": "duplicate_key", "detail": "the body names the same key twice"}),
+    (
+        "duplicate keys",
+        422,
+        {"error": "duplicate_key", "detail": "the body names the same key twice"},
+    ),
     ("no actions", 422, {"error": "invalid_actions", "detail": '"actions" names no UI action'}),
     (
         "too many names",
         422,
-        {"error": "too_many_names", "detail": '"actions" names 51 UI actions; at most 50 per request'},
+        {
+            "error": "too_many_names",
+            "detail": '"actions" names 51 UI actions; at most 50 per request',
+        },
     ),
     ("too large", 413, {"error": "too_large", "detail": "the body is over 8192 bytes"}),
     (

@@ -55,7 +55,7 @@ from outbox.web.naming import (
     is_parameter,
     mark_of,
 )
-from outbox.web.page import Csrf, Paths
+from outbox.web.page import Csrf
 from outbox.web.page import html_attributes as _html_attributes
 from outbox.web.view import DEFAULT_INSIGHTS_URL, DEFAULT_PRIVACY_POLICY_URL, Links
 from outbox.web.wsgi import (
@@ -328,4 +328,3 @@ def view(specs: Mapping[str, Spec]) -> Callable[..., HttpResponse]:
 
     setattr(endpoint, OWN_ROUTE_MARK, True)
     return endpoint
-

@@ -27,7 +27,9 @@ def _patterns() -> list[URLPattern]:
         endpoint = csrf_protect(view(specs))
         setattr(endpoint, OWN_ROUTE_MARK, True)
         name = "_".join(s.name for s in specs.values())
-        patterns.append(path(route.lstrip("/").replace("{name}", "<str:name>"), endpoint, name=name))
+        patterns.append(
+            path(route.lstrip("/").replace("{name}", "<str:name>"), endpoint, name=name)
+        )
     return patterns
 
 

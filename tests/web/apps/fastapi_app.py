@@ -63,9 +63,7 @@ def create_app() -> FastAPI:
     def broken() -> None:
         raise RuntimeError("a bug in the app")
 
-    @api.api_route(
-        "/relay/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
-    )
+    @api.api_route("/relay/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     @not_tracked
     def relay(path: str, request: Request) -> Response:
         status, body = relay_answer(request.method, path)
