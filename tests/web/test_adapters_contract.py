@@ -398,3 +398,25 @@ def test_the_privacy_page_says_the_same_everywhere(adapter: str, db_path: Path) 
         assert 'data-helios-csrf-cookie="csrftoken"' in user.text
     else:
         assert "data-helios-csrf" not in user.text
+
+
+def test_django_refuses_the_writes_without_its_csrf_token(db_path: Path) -> None:
+    """Under Django the UI-action POST and the settings PUT need the CSRF token, the
+    Django way (the page sets the cookie and names the header; telemetry.js sends it)."""
+    sharing_on(db_path)
+    with running("django", db_path) as server, server.client() as c:
+        same = {"Origin": server.url, "X-Role": "admin"}
+        body = {"actions": {"bulk_edit": 1}}
+        refused = [
+            c.post("/api/telemetry/ui-actions", json=body, headers=same),
+            c.put("/api/settings/telemetry", json={"enabled": False}, headers=same),
+        ]
+        assert [r.status_code for r in refused] == [403, 403]
+        assert all("CSRF" in r.text for r in refused)
+        csrf = server.csrf()
+        accepted = c.post("/api/telemetry/ui-actions", json=body, headers={**same, **csrf})
+        assert accepted.status_code == 202
+        wait_for(lambda: stored(db_path) == {("ui", "bulk_edit"): 1})
+    t = Telemetry(db_path=db_path, enabled=None, environ={})
+    assert t.decision().mode == "on"  # the PUT without the token changed nothing
+    t.close()

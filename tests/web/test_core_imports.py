@@ -103,6 +103,7 @@ def test_the_flask_adapter_imports_nothing_of_starlette_or_django() -> None:
 
 
 def test_the_django_adapter_imports_nothing_of_starlette_or_flask() -> None:
+    """(and its write views check CSRF even where the host has no CsrfViewMiddleware)"""
     code = blocking("starlette", "fastapi", "flask", "werkzeug") + (
         "import django\n"
         "from django.conf import settings\n"
@@ -111,6 +112,10 @@ def test_the_django_adapter_imports_nothing_of_starlette_or_flask() -> None:
         "django.setup()\n"
         "from django.test import Client\n"
         "assert Client().get('/telemetry/static/telemetry.js').status_code == 200\n"
+        "# no CsrfViewMiddleware here: the views are CSRF-protected by themselves\n"
+        "post = Client(enforce_csrf_checks=True).post('/api/telemetry/ui-actions', {},\n"
+        "    content_type='application/json', HTTP_ORIGIN='http://testserver')\n"
+        "assert post.status_code == 403 and b'CSRF' in post.content, post.content\n"
         "print('ok')\n"
     )
     result = run(code)
