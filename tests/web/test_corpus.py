@@ -242,7 +242,7 @@ def test_no_text_of_any_url_reaches_the_outbox_the_wire_or_the_insights(
     # The real worker delivers to the real collector, which records every body.
     collector_db = tmp_path / "collector.db"
     storage = Storage(str(collector_db))
-    recorder = Bodies(create_app(storage))
+    recorder = Bodies(create_app(storage, min_instances=1))  # one instance: every name public
     try:
         with serve_in_thread(recorder) as collector:
             worker = subprocess.run(
