@@ -1,5 +1,5 @@
 // The example dashboard: every button reports its UI action with trackUIAction().
-import { trackUIAction } from "/telemetry/static/telemetry.js";
+import { trackUIAction, writeHeaders } from "/telemetry/static/telemetry.js";
 
 const message = document.getElementById("message");
 const tbody = document.getElementById("users");
@@ -33,7 +33,11 @@ for (const button of document.querySelectorAll("button.sort")) {
 }
 
 document.getElementById("sync").addEventListener("click", async () => {
-  const r = await fetch("/api/commands/sync", { method: "POST", credentials: "same-origin" });
+  const r = await fetch("/api/commands/sync", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: writeHeaders(), // Django's CSRF token; nothing elsewhere
+  });
   const answer = await r.json();
   say(`Synced ${answer.synced} users.`);
 });

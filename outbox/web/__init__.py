@@ -1,4 +1,5 @@
-"""Helios telemetry for web apps: ``pip install 'helios-telemetry[web]'``.
+"""Helios telemetry for web apps: ``pip install 'helios-telemetry[web]'`` (or ``[flask]``,
+``[django]``).
 
 Starlette and FastAPI (ASGI)::
 
@@ -8,16 +9,20 @@ Starlette and FastAPI (ASGI)::
     app.add_middleware(RouteTracking, telemetry=t)           # names from route templates
     app.add_middleware(RelayTracking, prefix="/api/relay", telemetry=t)  # declared words
 
-and in the page: ``<script type="module" src="/telemetry/static/telemetry.js">``,
+Flask: ``outbox.web.flask.init_app(app, telemetry=t, authorize=..., ui_actions=[...])``.
+Django: ``"outbox.web.django.RouteTrackingMiddleware"`` in ``MIDDLEWARE``,
+``include("outbox.web.django.urls")``, options in ``settings.HELIOS_TELEMETRY``.
+
+In the page: ``<script type="module" src="/telemetry/static/telemetry.js">``,
 then ``trackUIAction("bulk_edit")``. README section "Integrating with the
 Helios web app" is the guide; CLAUDE.md lists the invariants.
 
 Layout: the framework-neutral core (``naming``, ``counting``, ``validation``,
-``authorize``, ``view``, ``page``, ``help``, ``endpoints``) imports no web
-framework; ``asgi`` (the tracking middlewares, pure ASGI) and ``starlette``
-(:func:`telemetry_routes`) are the thin ASGI adapter. Importing this package
-imports nothing: each name below is loaded on first use, so a Flask or Django
-adapter never pulls in Starlette.
+``authorize``, ``view``, ``page``, ``help``, ``endpoints``, ``writer``) imports no
+web framework; ``asgi`` (pure ASGI) and ``wsgi`` (WSGI and the synchronous serving
+steps) carry the tracking; ``starlette``, ``flask`` and ``django`` are the thin
+adapters. Importing this package imports nothing: each name below is loaded on first
+use, so no adapter pulls in another's framework.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
         not_tracked,
         track_as,
     )
-    from outbox.web.page import Paths, badge_html, html_attributes, privacy_page
+    from outbox.web.page import Csrf, Paths, badge_html, html_attributes, privacy_page
     from outbox.web.starlette import TelemetryRoutes, telemetry_routes
     from outbox.web.validation import MAX_BODY_BYTES, MAX_NAMES, MAX_UI_COUNT
     from outbox.web.view import (
@@ -87,7 +92,9 @@ _WHERE: dict[str, str] = {
         ),
         "outbox.web.naming",
     ),
-    **dict.fromkeys(("Paths", "badge_html", "html_attributes", "privacy_page"), "outbox.web.page"),
+    **dict.fromkeys(
+        ("Csrf", "Paths", "badge_html", "html_attributes", "privacy_page"), "outbox.web.page"
+    ),
     **dict.fromkeys(("TelemetryRoutes", "telemetry_routes"), "outbox.web.starlette"),
     **dict.fromkeys(("MAX_BODY_BYTES", "MAX_NAMES", "MAX_UI_COUNT"), "outbox.web.validation"),
     **dict.fromkeys(
@@ -118,6 +125,7 @@ __all__ = [
     "BADGE_TEXT",
     "COMMAND_NAME_PATTERN",
     "CommandNameError",
+    "Csrf",
     "DEFAULT_INSIGHTS_URL",
     "DEFAULT_PRIVACY_POLICY_URL",
     "DEFAULT_RELAY_PREFIX",

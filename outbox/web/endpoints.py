@@ -41,7 +41,7 @@ from outbox.errors import OutboxError
 from outbox.web import validation
 from outbox.web.authorize import REFUSALS, Headers, Reason, declared_hosts, origin_problem
 from outbox.web.help import help_html, help_json
-from outbox.web.page import CONTENT_SECURITY_POLICY, Paths, WhatIsSent, privacy_page
+from outbox.web.page import CONTENT_SECURITY_POLICY, Csrf, Paths, WhatIsSent, privacy_page
 from outbox.web.validation import Rejection, UIActions
 from outbox.web.view import Links, Viewer, settings_view, update_view
 
@@ -262,6 +262,7 @@ class TelemetryEndpoints:
         base: str = "",
         viewer: Viewer | None = None,
         name: str = "",
+        csrf: Csrf | None = None,
     ) -> Reply:
         """The answer of ``spec`` (after the checks and the hook said yes).
 
@@ -269,6 +270,7 @@ class TelemetryEndpoints:
         :param base: the mount point as the browser sees it (``root_path``), for links.
         :param viewer: who asks (:class:`~outbox.web.view.Viewer`), for the settings and page.
         :param name: the static file's name.
+        :param csrf: the CSRF token the page's toggle must send (Django), if any.
         """
         viewer = viewer or Viewer(hook=self.hook)
         if body is None:
@@ -285,7 +287,7 @@ class TelemetryEndpoints:
             return self._update(body)
         paths = self.paths.under(base)
         if spec.name == "privacy_page":
-            return self._page(paths, viewer)
+            return self._page(paths, viewer, csrf)
         if spec.name == "help_json":
             return Reply.json(200, help_json(self.links, paths.page))
         if spec.name == "help_html":
@@ -351,7 +353,7 @@ class TelemetryEndpoints:
             return None
         return None if health is None else health.message
 
-    def _page(self, paths: Paths, viewer: Viewer) -> Reply:
+    def _page(self, paths: Paths, viewer: Viewer, csrf: Csrf | None = None) -> Reply:
         decision = self.telemetry.decision()
         sent = self._what_is_sent() if viewer.admin else None
         html = privacy_page(
@@ -361,6 +363,7 @@ class TelemetryEndpoints:
             viewer=viewer,
             worker_warning=self._worker(decision),
             sent=sent,
+            csrf=csrf,
         )
         return Reply.html(200, html, **{"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 

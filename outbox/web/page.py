@@ -51,13 +51,35 @@ class Paths:
         return Paths(**{f.name: root + getattr(self, f.name) for f in fields(self)})
 
 
-def html_attributes(decision: Decision, links: Links, paths: Paths | None = None) -> str:
+@dataclass(frozen=True)
+class Csrf:
+    """How the frontend proves that a write comes from this site, where the framework
+    asks for a CSRF token (Django): ``telemetry.js`` and ``privacy.js`` then send the
+    token in ``header`` with the UI-action POST and the settings PUT, and use
+    ``fetch(..., {keepalive: true})`` instead of ``sendBeacon`` (which cannot send headers).
+
+    :param header: the request header, e.g. ``X-CSRFToken``.
+    :param token: the token as the page was rendered.
+    :param cookie: a cookie holding the current token, read at send time (None when
+        scripts cannot read it: HttpOnly, or kept in the session); it wins over ``token``.
+    """
+
+    header: str
+    token: str = ""
+    cookie: str | None = None
+
+
+def html_attributes(
+    decision: Decision, links: Links, paths: Paths | None = None, *, csrf: Csrf | None = None
+) -> str:
     """Attributes for a host page's ``<html>`` tag that tell ``telemetry.js`` the state.
 
     With them the module knows at once whether to count anything, and never
     has to ask ``GET /api/settings/telemetry``::
 
         <html lang="en" {{ html_attributes(telemetry.decision(), links) }}>
+
+    :param csrf: where a CSRF-checking framework wants its token (:class:`Csrf`).
     """
     paths = paths or Paths()
     values = {
@@ -66,6 +88,11 @@ def html_attributes(decision: Decision, links: Links, paths: Paths | None = None
         "data-helios-telemetry-settings": paths.settings,
         "data-helios-insights-url": links.insights_url,
     }
+    if csrf is not None:
+        values["data-helios-csrf-header"] = csrf.header
+        values["data-helios-csrf-token"] = csrf.token
+        if csrf.cookie:
+            values["data-helios-csrf-cookie"] = csrf.cookie
     return " ".join(f'{k}="{escape(v)}"' for k, v in values.items())
 
 
@@ -146,12 +173,14 @@ def privacy_page(
     viewer: Viewer | None = None,
     worker_warning: str | None = None,
     sent: WhatIsSent | None = None,
+    csrf: Csrf | None = None,
 ) -> str:
     """The whole privacy settings page for the current state and viewer.
 
     :param viewer: who is looking; only an administrator gets an enabled toggle.
     :param worker_warning: shown while sharing is on and no worker sends.
     :param sent: shown to administrators only (the caller passes it only for them).
+    :param csrf: the token the toggle's PUT must carry (Django), see :class:`Csrf`.
     """
     paths = paths or Paths()
     viewer = viewer or Viewer()
@@ -170,8 +199,9 @@ def privacy_page(
     worker_html = _paragraph("helios-worker", "helios-warning", worker_warning, "alert")
     sent_html = _what_is_sent(sent) if sent is not None and viewer.admin else ""
     can = "true" if may_change(decision, viewer) else "false"
+    attributes = html_attributes(decision, links, paths, csrf=csrf)
     return f"""<!doctype html>
-<html lang="en" {html_attributes(decision, links, paths)} data-helios-may-change="{can}">
+<html lang="en" {attributes} data-helios-may-change="{can}">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -2,7 +2,7 @@
 //
 // The page is complete as the server renders it (state, lists, lock reason, who may
 // switch); this only handles a change of the switch, and shows what the server answered.
-import { setTelemetryMode } from "./telemetry.js";
+import { setTelemetryMode, writeHeaders } from "./telemetry.js";
 
 const data = document.documentElement.dataset;
 const settingsUrl = data.heliosTelemetrySettings || "/api/settings/telemetry";
@@ -42,7 +42,11 @@ async function save(wanted) {
     response = await fetch(settingsUrl, {
       method: "PUT",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: {
+        ...writeHeaders(),
+        "Content-Type": "application/json",
+        Accept: "application/json",
+      },
       body: JSON.stringify({ enabled: wanted }),
     });
     answer = await response.json().catch(() => null);

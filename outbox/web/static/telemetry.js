@@ -10,6 +10,10 @@
 // element's data-helios-telemetry attribute ("on", "local" or "off"; see
 // outbox.web.html_attributes), else from GET /api/settings/telemetry; until it is
 // known, counts wait in memory and are dropped if it turns out to be off.
+// Where the framework asks for a CSRF token (Django), the <html> element names the
+// header (data-helios-csrf-header) and the token (data-helios-csrf-token, or the cookie
+// data-helios-csrf-cookie read at send time); batches then go by fetch with keepalive,
+// since sendBeacon cannot send a header.
 // No function here throws.
 
 const NAME = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
@@ -24,7 +28,31 @@ const config = {
   settingsUrl: data.heliosTelemetrySettings || "/api/settings/telemetry",
   insightsUrl: data.heliosInsightsUrl || "",
   flushMs: Number(data.heliosTelemetryFlushMs) > 0 ? Number(data.heliosTelemetryFlushMs) : 5000,
+  csrfHeader: data.heliosCsrfHeader || "",
+  csrfToken: data.heliosCsrfToken || "",
+  csrfCookie: data.heliosCsrfCookie || "",
 };
+
+function cookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return "";
+}
+
+/** The headers a write to the telemetry routes needs here: the CSRF token, if any. */
+export function writeHeaders() {
+  const headers = {};
+  try {
+    if (!config.csrfHeader) return headers;
+    const token = (config.csrfCookie && cookie(config.csrfCookie)) || config.csrfToken;
+    if (token) headers[config.csrfHeader] = token;
+  } catch (_) {
+    /* never throw */
+  }
+  return headers;
+}
 
 let mode = ["on", "local", "off"].includes(data.heliosTelemetry) ? data.heliosTelemetry : "unknown";
 let pending = new Map();
@@ -139,7 +167,7 @@ function batches(counts) {
 
 function send(actions, leaving) {
   const body = JSON.stringify({ actions });
-  if (leaving && typeof navigator !== "undefined" && navigator.sendBeacon) {
+  if (leaving && !config.csrfHeader && typeof navigator !== "undefined" && navigator.sendBeacon) {
     try {
       const blob = new Blob([body], { type: "application/json" });
       if (navigator.sendBeacon(config.endpoint, blob)) return;
@@ -150,7 +178,7 @@ function send(actions, leaving) {
   try {
     fetch(config.endpoint, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { ...writeHeaders(), "Content-Type": "application/json" },
       body,
       keepalive: true,
       credentials: "same-origin",
