@@ -143,7 +143,7 @@ def origin_problem(
     elif loopback_only and not is_loopback_host(host):
         return (
             f"{prefix}: no origins are declared, so settings can be changed only through a "
-            "loopback address; pass origins=['https://your-helios.example'] to telemetry_routes"
+            "loopback address; declare origins=[...] where the telemetry routes are added"
         )
     site = headers.get("sec-fetch-site")
     origin = headers.get("origin")

@@ -147,13 +147,15 @@ class TelemetryEndpoints:
             log.warning(
                 "telemetry: no authorize hook was given, so the settings endpoint is read-only: "
                 "nobody can turn sharing on or off from the app until a hook grants 'admin' "
-                "to administrators (telemetry_routes(authorize=...))"
+                "to administrators (authorize=... where the telemetry routes are added: "
+                "telemetry_routes, init_app, or the AUTHORIZE of HELIOS_TELEMETRY)"
             )
         elif self.hosts is None:
             log.warning(
                 "telemetry: no origins were declared, so sharing can be switched only through "
-                "a loopback address; pass origins=['https://your-helios.example'] to "
-                "telemetry_routes"
+                "a loopback address; declare origins=['https://your-helios.example'] where the "
+                "telemetry routes are added (telemetry_routes, init_app, or the ORIGINS of "
+                "HELIOS_TELEMETRY)"
             )
 
     def specs(self) -> list[Spec]:

@@ -172,7 +172,8 @@ def test_without_a_hook_the_settings_endpoint_is_read_only(
     assert warnings == [
         "telemetry: no authorize hook was given, so the settings endpoint is read-only: "
         "nobody can turn sharing on or off from the app until a hook grants 'admin' to "
-        "administrators (telemetry_routes(authorize=...))"
+        "administrators (authorize=... where the telemetry routes are added: telemetry_routes, "
+        "init_app, or the AUTHORIZE of HELIOS_TELEMETRY)"
     ]  # once, when the routes are built
     for wanted in (True, False):
         r = put(c, wanted)
