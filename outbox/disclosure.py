@@ -1,5 +1,6 @@
 """What is and is not collected: the one list that the README, the settings
-endpoint and the privacy page all show (a test keeps the README in step)."""
+endpoint and the privacy page all show (a test keeps the README and docs/privacy.md
+in step)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ NOT_COLLECTED: Final[tuple[str, ...]] = (
 )
 
 #: When heartbeats go (DESIGN.md section 5, ``worker/schedule.py``): the one sentence
-#: that the in-app help, the privacy page and the README use.
+#: that the in-app help, the privacy page, the README and docs/privacy.md use.
 SCHEDULE: Final = (
     "Counts are kept on this server first and sent about once an hour (licensed) or once a "
     "day (community): each installation has its own time slot, so heartbeats are 0.8 to 1.2 "

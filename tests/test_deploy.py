@@ -9,7 +9,7 @@ No container engine runs on the machines the suite runs on, and no systemd as PI
   the image promises is run for real: its entry points, as its user, on a read-only root
   where only its volume is writable (a private mount namespace), a heartbeat from the
   worker to the collector;
-- the README's deployment section is checked against both.
+- docs/deployment.md is checked against both.
 """
 
 from __future__ import annotations
@@ -568,42 +568,40 @@ def test_the_images_entry_points_deliver_a_heartbeat_on_a_read_only_root(
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
 
 
-# -- the README quotes them -----------------------------------------------------------------
+# -- docs/deployment.md quotes them ---------------------------------------------------------
 
 
-def readme_section(name: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"<!-- section: {name} -->")
-    return text[start : text.index("<!-- section:", start + 1)]
+def page(name: str) -> str:
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
 
 
 def blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
-def test_the_readme_quotes_the_worker_unit_as_it_is() -> None:
-    section = readme_section("deployment")
+def test_the_deployment_page_quotes_the_worker_unit_as_it_is() -> None:
+    section = page("deployment.md")
     [ini] = blocks(section, "ini")
     service = parse_unit(WORKER)["Service"]
     quoted = [line.split("=", 1) for line in ini.splitlines()]
     assert len(quoted) == 9
     for key, value in quoted:
         assert value in service[key], key
-    # the worker section points there instead of keeping a copy of its own
-    worker = readme_section("worker")
-    assert "[`contrib/systemd/helios-telemetry-worker.service`]" in worker
+    # the worker's page points there instead of keeping a copy of its own
+    worker = page("worker.md")
+    assert "`contrib/systemd/helios-telemetry-worker.service`" in worker
+    assert "(deployment.md#systemd)" in worker
     assert "```ini" not in worker
 
 
-def test_the_readme_names_every_deployment_file_and_they_exist() -> None:
-    section = readme_section("deployment")
-    named = set(re.findall(r"\(((?:contrib)/[^)]+)\)", section))
+def test_the_deployment_page_names_every_deployment_file_and_they_exist() -> None:
+    named = set(re.findall(r"`(contrib/[^`]+)`", page("deployment.md")))
     present = {str(p.relative_to(ROOT)) for p in (ROOT / "contrib").rglob("*") if p.is_file()}
     assert named == present
 
 
-def test_the_readme_docker_lines_match_the_recipe() -> None:
-    [console] = [b for b in blocks(readme_section("deployment"), "console") if "docker" in b]
+def test_the_deployment_page_docker_lines_match_the_recipe() -> None:
+    [console] = [b for b in blocks(page("deployment.md"), "console") if "docker" in b]
     commands = [shlex.split(c) for c in console.replace("\\\n", " ").split("$ ")[1:]]
     builds = [c for c in commands if c[:2] == ["docker", "build"]]
     runs = [c for c in commands if c[:2] == ["docker", "run"]]
@@ -619,4 +617,4 @@ def test_the_readme_docker_lines_match_the_recipe() -> None:
         _, volume = c[c.index("-v") + 1].split(":")
         assert [volume] == json.loads(BY_NAME[target].all("VOLUME")[0])
     bases = {s.base for s in STAGES if s.base not in BY_NAME}
-    assert [f"`{b}`" for b in bases][0] in readme_section("deployment")
+    assert [f"`{b}`" for b in bases][0] in page("deployment.md")

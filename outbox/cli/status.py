@@ -57,7 +57,7 @@ def _unix(iso: str) -> int | None:
 
 
 def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dict[str, Any]:
-    """The ``status --json`` document (documented in the README, section ``cli``)."""
+    """The ``status --json`` document (documented in docs/cli.md, "JSON output")."""
     now = obj.now()
     problems = [p.message for p in cfg.problems]
     endpoint: str | None = None if cfg.problem(ENDPOINT) else cfg.endpoint

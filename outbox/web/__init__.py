@@ -14,8 +14,8 @@ Django: ``"outbox.web.django.RouteTrackingMiddleware"`` in ``MIDDLEWARE``,
 ``include("outbox.web.django.urls")``, options in ``settings.HELIOS_TELEMETRY``.
 
 In the page: ``<script type="module" src="/telemetry/static/telemetry.js">``,
-then ``trackUIAction("bulk_edit")``. README section "Integrating with the
-Helios web app" is the guide; CLAUDE.md lists the invariants.
+then ``trackUIAction("bulk_edit")``. docs/integration.md is the guide; CLAUDE.md
+lists the invariants.
 
 Layout: the framework-neutral core (``naming``, ``counting``, ``validation``,
 ``authorize``, ``view``, ``page``, ``help``, ``endpoints``, ``writer``) imports no

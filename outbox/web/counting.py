@@ -1,6 +1,6 @@
 """Which requests are counted, and the per-source tally that keeps "nothing counted" visible.
 
-The rule (DESIGN.md section 4, README "What is counted"): a request is counted
+The rule (DESIGN.md section 4, docs/integration.md "What is counted"): a request is counted
 once, after its response started, when
 
 * its method is ``GET``, ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` (never

@@ -1,5 +1,5 @@
-"""The help and the README stay true: every command has help with an example that
-parses, appears in the README, and the README's transcript and JSON keys match what
+"""The help and docs/cli.md stay true: every command has help with an example that
+parses and appears on the page, and the page's transcript and JSON keys match what
 the commands print."""
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ from outbox.cli import CliContext, cli
 from outbox.config import package_version
 from tests.cli import demo
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 COMMANDS = sorted(cli.commands)
 
 
-def section() -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index("<!-- section: cli -->")
-    return text[start : text.index("<!-- section:", start + 1)]
+def section(heading: str | None = None) -> str:
+    """docs/cli.md, or only its part under ``## heading`` (up to the next ``## ``)."""
+    text = PAGE.read_text(encoding="utf-8")
+    if heading is None:
+        return text
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
 
 
 def examples(help_text: str) -> list[str]:
@@ -41,12 +45,12 @@ def test_the_group_has_help_and_a_version(run):
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_has_help_with_an_example_and_is_in_the_readme(run, name):
+def test_every_command_has_help_with_an_example_and_is_on_the_page(run, name):
     r = run(name, "--help")
     assert r.exit_code == 0
     assert examples(r.output), f"`outbox {name} --help` shows no example"
     assert all(e.startswith(f"outbox {name}") or "--db" in e for e in examples(r.output))
-    assert f"`outbox {name}" in section()
+    assert f"`outbox {name}" in section("Commands")
     assert run(name, "-h").output == r.output
 
 
@@ -71,8 +75,8 @@ def _normalise(text: str) -> str:
 
 
 def transcript() -> list[tuple[str, str]]:
-    """(command, output) pairs of the ``$ outbox ...`` lines in the README's console block."""
-    block = section().split("```console", 1)[1].split("```", 1)[0]
+    """(command, output) pairs of the ``$ outbox ...`` lines of the page's session."""
+    block = section("A session").split("```console", 1)[1].split("```", 1)[0]
     pairs: list[tuple[str, str]] = []
     for chunk in block.split("\n$ ")[1:]:
         command, _, output = chunk.partition("\n")
@@ -81,7 +85,7 @@ def transcript() -> list[tuple[str, str]]:
     return pairs
 
 
-def test_readme_transcript_is_what_the_commands_print(tmp_path, monkeypatch):
+def test_the_transcript_is_what_the_commands_print(tmp_path, monkeypatch):
     pairs = transcript()
     assert [c for c, _ in pairs] == [
         "outbox status",
@@ -114,5 +118,6 @@ def test_every_json_key_is_documented(run, history, args, fence):
         return set()
 
     printed = keys(json.loads(run(*args).stdout))
-    documented = keys(json.loads(section().split("```json")[fence + 1].split("```")[0]))
+    blocks = section("JSON output").split("```json")[1:]
+    documented = keys(json.loads(blocks[fence].split("```")[0]))
     assert printed - documented == set()

@@ -1,16 +1,13 @@
 """The public dashboard in real Chromium (Debian's, driven by Playwright): exact numbers.
 
-``HELIOS_UPDATE_SCREENSHOTS=1`` also writes the README's picture, docs/img/insights.png.
+The fleet is the one whose dashboard ``examples/screenshots.py`` photographs for
+docs/img/insights.png (``make docs``).
 """
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,8 @@ import pytest
 from collector import Storage, create_app
 from collector.dashboard import percent
 from collector.server import serve_in_thread
-from tests.collector.payloads import auth, body
-from tests.helpers import T0, FakeClock
+from examples.screenshots import fleet
+from tests.helpers import FakeClock
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -31,70 +28,6 @@ CHROMIUM_ARGS = [
     # No DNS at all except loopback: the page must need nothing from elsewhere.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ]
-REPO = Path(__file__).resolve().parents[2]
-DAY_S = 86_400
-
-API = {
-    "users.list": 60,
-    "users.get": 35,
-    "groups.list": 20,
-    "users.update": 12,
-    "groups.members.list": 9,
-    "audit.list": 6,
-    "roles.list": 5,
-    "users.create": 4,
-    "devices.list": 3,
-    "licenses.get": 2,
-    "settings.update": 1,
-}
-COMMANDS = {"sync": 12, "export": 5, "users.import": 3, "deploy": 2, "backup": 1}
-UI = {"column_sort": 20, "export_csv": 9, "bulk_edit": 7, "filter.save": 4, "dark_mode": 1}
-
-
-def fleet(url: str, clock: FakeClock, *, instances: int = 24, days: int = 30) -> list[str]:
-    """A month of daily heartbeats from a small fleet; returns the instance ids."""
-    rng = random.Random(3)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(instances)]
-    kinds = (("api", API), ("command", COMMANDS), ("ui", UI))
-    start = clock.now - (days - 1) * DAY_S
-    with httpx.Client(base_url=url, trust_env=False) as http:
-        for n, iid in enumerate(ids):
-            edition = "licensed" if n % 4 == 0 else "community"
-            version = ["1.5.1", "1.5.1", "1.5.1", "1.5.0", "1.5.0", "1.4.2"][n % 6]
-            sequence = 0
-            size = rng.uniform(0.3, 3.0)
-            first_day = rng.randrange(days // 2) if n % 5 == 0 else 0  # some joined later
-            for d in range(first_day, days):
-                if rng.random() < 0.08:
-                    continue  # offline that day
-                sequence += 1
-                day = (date(2026, 11, 25) - timedelta(days=days - 1 - d)).isoformat()
-                weekend = (days - 1 - d) % 7 in (2, 3)
-                counts = {}
-                for kind, weights in kinds:
-                    for name, w in weights.items():
-                        k = int(rng.gauss(w * size * (0.3 if weekend else 1), w * 0.3))
-                        if k > 0:
-                            counts[(kind, name, day)] = k
-                drops = {"invalid_name": rng.randint(1, 3)} if rng.random() < 0.05 else {}
-                clock.now = start + d * DAY_S + 3600
-                r = http.post(
-                    "/api/instances/heartbeat",
-                    content=body(
-                        counts,
-                        instance_id=iid,
-                        sequence=sequence,
-                        dropped=drops,
-                        edition=edition,
-                        version=version,
-                        period_start=f"{day}T00:00:00Z",
-                        period_end=f"{day}T23:00:00Z",
-                    ),
-                    headers={"Content-Type": "application/json", **auth(iid)},
-                )
-                assert r.status_code == 200, r.text
-    clock.now = T0
-    return ids
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +100,6 @@ def test_dashboard_shows_the_exact_numbers(
     assert all(u.startswith(url) for u in requested), requested
 
     page.screenshot(path=str(tmp_path / "insights.png"), full_page=True)
-    if os.environ.get("HELIOS_UPDATE_SCREENSHOTS") == "1":
-        (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(REPO / "docs" / "img" / "insights.png"), full_page=True)
 
     page.get_by_role("link", name="7 days").click()
     page.wait_for_url(re.compile(r"days=7$"))
