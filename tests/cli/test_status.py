@@ -13,7 +13,7 @@ from outbox.config import DEFAULT_ENDPOINT
 from outbox.maintenance import file_sizes
 from tests.cli import scenes
 from tests.cli.conftest import HB, INSTANCE
-from tests.helpers import T0
+from tests.support.clock import T0
 
 RELATIVE = Path("outbox/telemetry.db")
 

@@ -21,7 +21,7 @@ from collector import Storage, create_app
 from collector.dashboard import percent
 from collector.server import serve_in_thread
 from tests.collector.payloads import auth, body
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

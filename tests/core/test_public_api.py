@@ -11,7 +11,7 @@ import pytest
 
 import outbox
 from outbox import Telemetry
-from tests.helpers import child_env
+from tests.support.env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ import pytest
 
 from outbox import Telemetry, db, store
 from outbox.client import FILE_CHECK_EVERY, REOPEN_AFTER
-from tests.helpers import FakeClock, totals
+from tests.support.clock import FakeClock
+from tests.support.totals import totals
 
 
 def dropped(path: Path, reason: str = "storage_error") -> int:

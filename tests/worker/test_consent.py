@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, consent, db, heartbeats
-from tests.helpers import FakeClock, recording_connects
-from tests.receiver import Receiver, Scripted
+from tests.support.clock import FakeClock
+from tests.support.env import recording_connects
+from tests.support.receiver import Receiver, Scripted
 from worker.loop import Worker
 from worker.retry import RetryPolicy
 

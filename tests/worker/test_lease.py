@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from outbox import db
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from worker.errors import LeaseHeld, LeaseLost
 from worker.lease import Lease, LeaseRow, holder_alive, may_take, pid_alive, read
 from worker.loop import Worker

@@ -14,8 +14,9 @@ from freezegun import freeze_time
 from outbox import Telemetry, heartbeats, store
 from outbox.store import Meta
 from outbox.store import get as get_meta
-from tests.helpers import T0, FakeClock, totals
-from tests.receiver import Receiver, Scripted
+from tests.support.clock import T0, FakeClock
+from tests.support.receiver import Receiver, Scripted
+from tests.support.totals import totals
 from worker.loop import Worker
 from worker.pacing import STEPS
 from worker.schedule import FIRST_DELAY
@@ -53,7 +54,7 @@ def test_first_heartbeat_five_minutes_after_start_then_counters_reset(
     s = w.tick(clock.now)
     assert s.sealed is not None and [d.result for d in s.deliveries] == ["sent"]
     assert s.pending is None
-    assert receiver.totals() == {("api_usage", "users.list"): 3, ("command_usage", "sync"): 1}
+    assert receiver.totals() == {("api", "users.list"): 3, ("command", "sync"): 1}
     # "reset after send" is the cursor moving: nothing pending, history says sent
     assert store.pending_counters(w.conn) == []
     [hb] = heartbeats.history(w.conn)
@@ -144,7 +145,7 @@ def test_rejected_is_kept_and_not_retried_and_the_next_seal_goes_on(
     t.track_command("sync")
     s = w.tick(clock.now + 60, force=True)
     assert [d.result for d in s.deliveries] == ["sent"]
-    assert receiver.totals() == {("command_usage", "sync"): 1}
+    assert receiver.totals() == {("command", "sync"): 1}
     assert len(receiver.posts()) == 2
 
 
@@ -173,7 +174,7 @@ def test_410_retires_the_endpoint_until_it_changes(
     assert not s.retired and s.deliveries[0].result == "sent"
     assert s.deliveries[0].heartbeat_id == heartbeats.history(w2.conn)[-1].id
     assert meta(w2.conn, "retired_endpoint") is None
-    assert receiver.totals() == {("api_usage", "users.list"): 3, ("command_usage", "sync"): 1}
+    assert receiver.totals() == {("api", "users.list"): 3, ("command", "sync"): 1}
 
 
 def test_off_discards_unsent_data_and_never_builds_a_client(

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from outbox import heartbeats, maintenance, store
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from worker.loop import Worker
 
 DAY = 86400

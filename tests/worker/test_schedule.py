@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0
+from tests.support.clock import T0
 from worker.schedule import (
     FIRST_DELAY,
     JITTER,
