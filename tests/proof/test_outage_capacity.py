@@ -32,7 +32,9 @@ from tests.support.collector import Collector
 from tests.support.totals import payload_day_totals
 from worker.loop import Summary, Worker
 from worker.options import Options
-from worker.retry import RetryPolicy
+from worker.retry import CYCLE_CAP, RetryPolicy
+from worker.schedule import FIRST_DELAY
+from worker.sender import Delivery
 
 DAY = 86400
 #: 2026-12-01T00:00:00Z
@@ -83,6 +85,7 @@ class Month:
         self.order: list[Group] = []  # groups by first occurrence
         self.calls = 0
         self.summaries: list[Summary] = []
+        self.deliveries: list[tuple[float, Delivery]] = []  # (when, what) per delivery cycle
         self.max_rows_seen = 0
         self.max_bytes_seen = 0
         self.wake = self.clock.now
@@ -108,6 +111,7 @@ class Month:
             self.clock.now = max(self.clock.now, self.wake)
             s = self.worker.tick(self.clock.now)
             self.summaries.append(s)
+            self.deliveries += [(self.clock.now, d) for d in s.deliveries]
             conn = self.worker.conn
             self.max_rows_seen = max(self.max_rows_seen, maintenance.unsealed_rows(conn))
             pages, size = conn.execute(
@@ -152,9 +156,19 @@ def test_a_month_offline_stays_under_the_cap_and_is_delivered_once_by_day(
             "unknown_name": 0,
         }
         assert collector.answers.log == []
+        # Delivery was tried all month long, 3 attempts per backoff window, with one log line
+        # per window: the first window at the first seal, then at most an hour apart (the cap
+        # of the backoff; a retry due while an hour's events are tracked runs right after).
+        cycles = m.deliveries
+        assert {(d.result, d.attempts) for _, d in cycles} == {("pending", 3)}
+        times = [at for at, _ in cycles]
+        assert times[0] == M0 - 3600 + FIRST_DELAY
+        gaps = [b - a for a, b in zip(times, [*times[1:], m.clock.now], strict=True)]
+        assert max(gaps) <= CYCLE_CAP + 61
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == len(cycles)
         attempts = heartbeats.get(conn, pending.id).attempts  # type: ignore[union-attr]
-        assert attempts == 3 * len(warnings)  # one line per backoff window
+        assert attempts == 3 * len(cycles)
 
         collector.start()
         m.run_until(m.clock.now + 2 * 3600)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections import Counter
 
@@ -10,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.clock import T0
+from tests.support.env import child_env
+from tests.support.processes import ROOT
 from worker.schedule import (
     FIRST_DELAY,
     JITTER,
@@ -81,7 +86,29 @@ def test_instances_are_spread_over_the_interval() -> None:
     buckets = Counter(int(phase(i, HOUR) // 360) for i in ids)  # ten 6-minute buckets
     assert sorted(buckets) == list(range(10))
     assert max(buckets.values()) < 2 * 2000 / 10
-    assert phase(ids[0], HOUR) == phase(ids[0], HOUR)
+
+
+def test_an_instance_keeps_its_slot_in_every_process() -> None:
+    """The slot comes from the id alone (SHA-256): a restarted worker, another machine, a
+    Python with another ``PYTHONHASHSEED`` compute the same one (``hash()`` would not)."""
+    ids = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(50)]
+    code = (
+        "import json, sys; from worker.schedule import phase, jitter; ids = json.load(sys.stdin);"
+        "print(json.dumps([[phase(i, 3600.0), jitter(i, 3600.0, 7)] for i in ids]))"
+    )
+    ours = [[phase(i, HOUR), jitter(i, HOUR, 7)] for i in ids]
+    for seed in ("1", "2"):
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(ids),
+            env=child_env(PYTHONHASHSEED=seed),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == ours
 
 
 def test_restart_in_the_middle_of_an_interval_neither_skips_nor_bursts() -> None:
