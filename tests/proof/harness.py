@@ -6,6 +6,8 @@ processes, the fault proxy):
   (:func:`tracked_totals`, :func:`expected_drops`);
 * :func:`invariants`: every failure-model check after a drain in one place, as a list of
   problems, so that an assertion message can carry the seed and all of them;
+* :func:`in_process_worker`: the worker in the test's process on a fake clock, for the
+  proofs that act between two of its steps;
 * :func:`pii_in_names`: personal data in a payload's names;
 * :func:`record`: the figures the README quotes (``tests/proof/.results/<test>.json``).
 """
@@ -14,17 +16,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from outbox.config import Config
+from tests.support.clock import FakeClock
 from tests.support.collector import Collector
 from tests.support.outboxes import OutboxState
 from tests.support.processes import Proc, worker_env
 from tests.support.totals import Totals
+from worker.loop import Worker
+from worker.options import Options
+from worker.pacing import Hook, no_hook
+from worker.retry import RetryPolicy
 
 RESULTS = Path(__file__).resolve().parent / ".results"
 
@@ -54,6 +64,44 @@ def record(test: str, **figures: Any) -> dict[str, Any]:
     return figures
 
 
+# -- the worker in this process ---------------------------------------------------------------
+
+
+def in_process_worker(
+    db: Path,
+    endpoint: str,
+    *,
+    clock: FakeClock,
+    max_rows: int = 50_000,
+    seed: int = 1,
+    wait: Callable[[float], bool] | None = None,
+    hook: Hook = no_hook,
+) -> Worker:
+    """An opened worker on ``db`` (on by its environment), on the fake ``clock``: waits
+    between delivery attempts are skipped, maintenance does not pause between chunks, and
+    the loop wakes at least hourly (not every 30 s just to checkpoint)."""
+    environ = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "1.4.2"}
+    options = Options(
+        retry=RetryPolicy(attempts=3, max_wait=8.0),
+        connect_timeout=2.0,
+        read_timeout=10.0,
+        max_rows=max_rows,
+        chunk_pause=0.0,
+        checkpoint_every=3600.0,
+    )
+    w = Worker(
+        Config.from_env(environ, db_path=db, endpoint=endpoint),
+        options,
+        clock=clock,
+        sleep=lambda _: None,
+        wait=wait,
+        hook=hook,
+        rng=random.Random(seed),
+    )
+    w.open()
+    return w
+
+
 # -- writers ------------------------------------------------------------------------------------
 
 
@@ -67,6 +115,7 @@ class Writer:
     pause: float = 0.0
     invalid: float = 0.0
     max_seconds: float = 900.0
+    busy_timeout: float | None = None  # None: the library's default
     proc: Proc | None = None
     out: Path = field(init=False)
     stop_file: Path = field(init=False)
@@ -86,6 +135,8 @@ class Writer:
             "--invalid": self.invalid,
             "--max-seconds": self.max_seconds,
         }
+        if self.busy_timeout is not None:
+            args["--busy-timeout"] = self.busy_timeout
         argv = [sys.executable, "-m", "tests.proof.writer"]
         argv += [str(x) for kv in args.items() for x in kv]
         self.proc = Proc(argv, worker_env(), self.folder / f"writer-{self.seed}.log")
@@ -208,6 +259,16 @@ def invariants(
     bad = {a: n for a, n in collector.answers.statuses().items() if a not in OK_ANSWERS}
     if bad:
         problems.append(f"the collector answered {bad} (expected accepted/duplicate only)")
+    # Every stored heartbeat was accepted exactly once; anything sent again, "duplicate".
+    by_id = collector.answers.by_id()
+    twice = [hid for hid, said in by_id.items() if said.count("accepted") > 1]
+    if twice:
+        problems.append(f"accepted more than once: {sorted(twice)[:5]}")
+    accepted = {hid for hid, said in by_id.items() if "accepted" in said}
+    if accepted != collector.heartbeat_ids():
+        problems.append(
+            f"{len(accepted)} heartbeats accepted, {len(collector.heartbeat_ids())} stored"
+        )
     return problems
 
 

@@ -13,7 +13,8 @@ must be none: a track call never raises). Each call is timed. At the end it writ
 result atomically to ``--out`` as JSON.
 
 ``--pause`` seconds are slept after each call (0: full speed); ``--invalid`` is the
-share of calls with a name the rules refuse (counted as ``dropped.invalid_name``).
+share of calls with a name the rules refuse (counted as ``dropped.invalid_name``);
+``--busy-timeout`` is how long a call waits for the write lock (default: the library's).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from array import array
 from collections import Counter
 from pathlib import Path
 
-from outbox import Telemetry
+from outbox import Telemetry, db
 from outbox.contract import Kind
 
 #: The known mix: valid names per kind (DESIGN.md section 4 rules).
@@ -69,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=0.0)
     p.add_argument("--invalid", type=float, default=0.0)
     p.add_argument("--max-count", type=int, default=3)
+    p.add_argument("--busy-timeout", type=float, default=db.DEFAULT_BUSY_TIMEOUT)
     a = p.parse_args(argv)
 
     rng = random.Random(a.seed)
     kinds: list[Kind] = list(KIND_WEIGHTS)
     weights = [KIND_WEIGHTS[k] for k in kinds]
-    telemetry = Telemetry(db_path=a.db, enabled=True, environ={})
+    telemetry = Telemetry(db_path=a.db, enabled=True, environ={}, busy_timeout=a.busy_timeout)
     tracked: Counter[tuple[str, str]] = Counter()
     refused_storage: Counter[tuple[str, str]] = Counter()  # valid name, False: storage_error
     refused_capacity: Counter[tuple[str, str]] = Counter()  # valid name, False: over_capacity
