@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from outbox.config import package_version
 from tests.cli import scenes
 from tests.cli.conftest import INSTANCE
+from tests.support.env import free_port
 from tests.support.receiver import Receiver, Scripted
 
 DELETED = Scripted(
@@ -106,9 +106,7 @@ def test_other_answers_fail(run, known, receiver):
 
 
 def test_network_error_is_one_clear_line(run, known):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     r = run("forget", "--yes", "--endpoint", f"http://127.0.0.1:{port}/api/instances/heartbeat")
     assert r.exit_code == 1
     assert r.stderr.startswith(

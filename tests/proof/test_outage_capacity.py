@@ -24,15 +24,13 @@ import pytest
 
 from collector import Storage
 from outbox import Telemetry, heartbeats, maintenance
-from outbox.config import Config
 from outbox.contract import iso_utc
-from tests.proof.harness import record
+from tests.proof.harness import in_process_worker, record
 from tests.support.clock import FakeClock
 from tests.support.collector import Collector
 from tests.support.totals import payload_day_totals
-from worker.loop import Summary, Worker
-from worker.options import Options
-from worker.retry import CYCLE_CAP, RetryPolicy
+from worker.loop import Summary
+from worker.retry import CYCLE_CAP
 from worker.schedule import FIRST_DELAY
 from worker.sender import Delivery
 
@@ -55,31 +53,15 @@ def collector(tmp_path: Path) -> Iterator[Collector]:
         yield c
 
 
-def config(db: Path, endpoint: str, max_rows: int) -> tuple[Config, Options]:
-    environ = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "1.4.2"}
-    return Config.from_env(environ, db_path=db, endpoint=endpoint), Options(
-        retry=RetryPolicy(attempts=3, max_wait=8.0),
-        connect_timeout=2.0,
-        read_timeout=10.0,
-        max_rows=max_rows,
-        chunk_pause=0.0,
-        checkpoint_every=3600.0,  # the loop would also wake every 30 s just to checkpoint
-    )
-
-
 class Month:
     """Drives a worker and a writer on one fake clock; remembers what was tracked."""
 
     def __init__(self, db: Path, endpoint: str, max_rows: int, seed: int) -> None:
         self.clock = FakeClock(M0 - 3600)
         self.rng = random.Random(seed)
-        self.worker = Worker(
-            *config(db, endpoint, max_rows),
-            clock=self.clock,
-            sleep=lambda s: None,
-            rng=random.Random(seed),
+        self.worker = in_process_worker(
+            db, endpoint, clock=self.clock, max_rows=max_rows, seed=seed
         )
-        self.worker.open()
         self.t = Telemetry(db_path=db, enabled=True, environ={}, clock=self.clock)
         self.tracked: Counter[Group] = Counter()
         self.order: list[Group] = []  # groups by first occurrence

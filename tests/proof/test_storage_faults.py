@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -27,12 +26,10 @@ import pytest
 from outbox import Telemetry, heartbeats, store
 from outbox.store import Meta
 from outbox.store import get as get_meta
-from tests.proof.harness import record
-from tests.proof.test_outage_capacity import config
+from tests.proof.harness import in_process_worker, record
 from tests.support.clock import FakeClock
 from tests.support.collector import Collector
 from tests.support.processes import Proc, run_worker, wait_for, worker_env
-from worker.loop import Worker
 
 ONCE = ["--once", "--retry-attempts", "2", "--retry-max-wait", "0.2"]
 
@@ -118,15 +115,7 @@ def test_disk_full_during_seal_and_during_mark(
         stored.update(burst(t, 50))  # the app keeps going
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 4
 
-    w = Worker(
-        *config(db, collector.endpoint, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        hook=disk_full_once,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=disk_full_once)
     try:
         assert w.run() == 0
         stored.update(burst(t, 1))  # writes down the losses held in memory
@@ -202,15 +191,7 @@ def test_disk_full_during_seal_and_during_mark_with_max_page_count(
         clock.advance(max(timeout, 1.0))
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 2
 
-    w = Worker(
-        *config(db, collector.endpoint, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        hook=cap_file,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=cap_file)
     try:
         w.maintain(clock.now)  # compacted first: the seal's heartbeat row needs new pages
         assert w.run() == 0
@@ -345,14 +326,7 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
             ok.extend(burst(t, 250))  # the worker recovered the file: stored again
         return cycles == 2
 
-    w = Worker(
-        *config(db, collector.endpoint, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait)
     try:
         w.tick(clock.now, force=True)  # the first heartbeat, acknowledged
         assert w.run() == 0

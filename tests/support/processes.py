@@ -1,5 +1,6 @@
 """Real processes for tests, always with a timeout and never left running.
 
+* :func:`run_python`: ``python -c CODE`` to the end (it must succeed);
 * :func:`run_worker`: ``python -m worker ARGS`` (or another module) to the end;
   :func:`kill_worker_at`: the same command line, SIGKILLed by itself at a step
   (``tests.worker.kill_at``); :func:`once`: the arguments of a ``--once`` run.
@@ -39,6 +40,29 @@ def worker_env(db: Path | None = None, endpoint: str | None = None, **extra: str
 def once(db: Path, endpoint: str, *extra: str) -> tuple[str, ...]:
     """The arguments of ``outbox-worker --once`` on ``db`` towards ``endpoint``."""
     return ("--once", "--db", str(db), "--endpoint", endpoint, *extra)
+
+
+def run_python(
+    code: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    input: str | None = None,  # noqa: A002  # subprocess's name
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE`` in a fresh interpreter (``env`` default: :func:`child_env`);
+    ``AssertionError`` with its stderr unless it exits 0."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=dict(env) if env is not None else child_env(),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, f"python -c {code!r} exited {r.returncode}: {r.stderr[-2000:]}"
+    return r
 
 
 def run_worker(

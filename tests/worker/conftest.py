@@ -78,11 +78,11 @@ def make_worker(db_path: Path, clock: FakeClock, sleeps: Sleeps) -> Iterator[Cal
     made: list[Worker] = []
 
     def make(*, opened: bool = True, **kwargs: Any) -> Worker:
-        parts = {k: kwargs.pop(k) for k in ("transport", "hook", "wait") if k in kwargs}
+        parts = {k: kwargs.pop(k) for k in ("transport", "hook", "wait", "sleep") if k in kwargs}
+        parts.setdefault("sleep", sleeps)
         w = Worker(
             *make_config(db_path, **kwargs),
             clock=clock,
-            sleep=sleeps,
             rng=random.Random(7),
             new_instance_id=lambda: INSTANCE_ID,  # its schedule slot is the same every run
             **parts,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections import Counter
 
@@ -14,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.support.clock import T0
 from tests.support.env import child_env
-from tests.support.processes import ROOT
+from tests.support.processes import run_python
 from worker.schedule import (
     FIRST_DELAY,
     JITTER,
@@ -98,16 +96,7 @@ def test_an_instance_keeps_its_slot_in_every_process() -> None:
     )
     ours = [[phase(i, HOUR), jitter(i, HOUR, 7)] for i in ids]
     for seed in ("1", "2"):
-        r = subprocess.run(
-            [sys.executable, "-c", code],
-            input=json.dumps(ids),
-            env=child_env(PYTHONHASHSEED=seed),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert r.returncode == 0, r.stderr
+        r = run_python(code, input=json.dumps(ids), env=child_env(PYTHONHASHSEED=seed))
         assert json.loads(r.stdout) == ours
 
 
