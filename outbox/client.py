@@ -79,7 +79,6 @@ class _Unavailable(Exception):
     """The outbox could not be opened (the message says why)."""
 
 
-
 class Telemetry:
     """Usage counters of one Helios instance, stored in its outbox.
 
