@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from outbox import Telemetry, db, heartbeats, maintenance  # noqa: E402
+from tests.support.env import free_port  # noqa: E402
 
 VARIANTS = ("without", "inline", "executor", "thread")
 PATHS = {"route": "/api/users/42/groups", "relay": "/api/relay/users/42/groups"}
@@ -307,12 +308,6 @@ class Background:
 
 
 # -- measuring ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

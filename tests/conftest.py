@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, db
-from tests.helpers import INSTANCE_ID, TELEMETRY_VARIABLES, FakeClock
 from tests.support.ci import INSTALL_COMMAND, in_ci, skip_variables
+from tests.support.clock import FakeClock
+from tests.support.env import TELEMETRY_VARIABLES
+from tests.support.outboxes import INSTANCE_ID
 
 
 def pytest_configure(config: pytest.Config) -> None:

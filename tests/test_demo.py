@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import child_env
+from tests.support.env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.support.env import free_port
 from tests.support.other_user import Runtime, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent

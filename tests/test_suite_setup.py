@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import child_env
 from tests.support import postgres
 from tests.support.ci import in_ci
+from tests.support.env import child_env
 from tests.support.other_user import as_other_user
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -91,6 +91,7 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dic
         "endpoint": {"url": endpoint, "retired": False},
         "dropped": {"pending": {}, "total": {}},
         "worker": None,
+        "worker_error": None,
         "worker_health": None,
         "writers": None,
         "web_tracking": None,
@@ -150,6 +151,10 @@ def gather(obj: CliContext, conn: sqlite3.Connection | None, cfg: Config) -> dic
             "expires_at": iso_utc(lease.expires_at),
             "holds_lease": lease.held(now),
         }
+    error = store.get(conn, Meta.LAST_CYCLE_ERROR)
+    if error is not None:
+        at = _iso_meta(store.get(conn, Meta.LAST_CYCLE_AT))
+        report["worker_error"] = {"message": str(error), "at": at}
     state = health.read(conn, now=now, decision=decision, edition=cfg.edition)
     report["worker_health"] = state.as_json()
     report["writers"] = store.get_json(conn, Meta.WRITERS)
@@ -290,6 +295,12 @@ def _render_drops_and_worker(report: dict[str, Any], now: int, add: Any) -> None
             f"not running: the lease of pid {worker['pid']} expired "
             f"{_when_iso(worker['expires_at'], now)}",
         )
+    error = report["worker_error"]
+    if error is not None:
+        add(
+            "worker error",
+            f"its last cycle failed {_when_iso(error['at'], now)}: {error['message']}",
+        )
 
 
 @click.command()
@@ -302,7 +313,8 @@ def status(obj: CliContext, as_json: bool) -> None:
     organisation setting or the default), the instance id, the outbox size,
     pending counts, the heartbeat in flight, the last delivery, when the next
     heartbeat is due, the last error, whether the endpoint is retired, dropped
-    counts and whether a worker is running. Never creates the outbox.
+    counts, whether a worker is running and why its last cycle failed. Never
+    creates the outbox.
 
     Example:
 

@@ -16,7 +16,7 @@ from outbox import Telemetry, db, heartbeats, store
 from outbox.cli import CliContext, cli
 from outbox.heartbeats import Heartbeat
 from outbox.store import Meta
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
 
 #: Fixed heartbeat ids, so that outputs can be compared exactly.
 HB = [f"{n:08x}-8c1d-4e4f-9a51-2d3c4b5a6f70" for n in range(0x1A2B3C01, 0x1A2B3C10)]

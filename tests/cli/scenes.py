@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.cli.conftest import HB, Outbox
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 ON = {"HELIOS_TELEMETRY_ENABLED": "true"}
 

@@ -17,7 +17,7 @@ from click.testing import Result
 from outbox import Telemetry, db
 from tests.cli import scenes
 from tests.cli.conftest import Outbox
-from tests.helpers import child_env
+from tests.support.env import child_env
 from tests.support.other_user import Runtime, Unavailable, as_other_user, reachable
 
 READS = [["status"], ["status", "--json"], ["show"], ["preview"], ["heartbeats"]]

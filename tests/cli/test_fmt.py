@@ -6,7 +6,7 @@ import pytest
 
 from outbox.cli import fmt
 from outbox.cli.forget import deletion_url
-from tests.helpers import T0
+from tests.support.clock import T0
 
 
 @pytest.mark.parametrize(

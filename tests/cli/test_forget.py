@@ -3,60 +3,34 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from outbox.config import package_version
 from tests.cli import scenes
 from tests.cli.conftest import INSTANCE
+from tests.support.env import free_port
+from tests.support.receiver import Receiver, Scripted
 
-
-@dataclass
-class Receiver:
-    """Answers every request with ``status`` and ``body``; records what it was asked."""
-
-    port: int = 0
-    status: int = 200
-    body: bytes = b'{"status": "deleted", "heartbeats": 3}'
-    content_type: str = "application/json"
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/instances/heartbeat"
+DELETED = Scripted(
+    200, {"Content-Type": "application/json"}, b'{"status": "deleted", "heartbeats": 3}'
+)
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
+    """A real HTTP server that answers the next request as the service does after a
+    deletion (tests script other answers) and records every request."""
+    with Receiver() as r:
+        r.script.append(DELETED)
+        yield r
 
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            state.requests.append((self.command, self.path, dict(self.headers)))
-            self.send_response(state.status)
-            self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(state.body)))
-            self.end_headers()
-            self.wfile.write(state.body)
 
-        do_DELETE = do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:  # keep the test output clean
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def answer(receiver: Receiver, status: int, body: bytes, content_type: str) -> None:
+    """Answer the next request with this instead."""
+    receiver.script.clear()
+    receiver.script.append(Scripted(status, {"Content-Type": content_type}, body))
 
 
 @pytest.fixture
@@ -69,20 +43,22 @@ def known(outbox):
 
 def test_deletes_with_a_real_request(run, known, receiver):
     url = f"http://127.0.0.1:{receiver.port}/api/instances/{INSTANCE}"
-    r = run("forget", "--yes", env={"HELIOS_TELEMETRY_ENDPOINT": receiver.endpoint})
+    r = run("forget", "--yes", env={"HELIOS_TELEMETRY_ENDPOINT": receiver.url})
     assert r.exit_code == 0, r.output
     assert r.output.splitlines() == [
         f"the service deleted the data of instance {INSTANCE} (HTTP 200)",
         'its answer: {"status": "deleted", "heartbeats": 3}',
     ]
-    assert [(m, p) for m, p, _ in receiver.requests] == [("DELETE", f"/api/instances/{INSTANCE}")]
-    headers = receiver.requests[0][2]
-    assert headers["User-Agent"] == f"helios-telemetry/{package_version()}"
-    assert headers["Host"] == url.split("/")[2]
+    assert [(q.method, q.path) for q in receiver.requests] == [
+        ("DELETE", f"/api/instances/{INSTANCE}")
+    ]
+    headers = receiver.requests[0].headers
+    assert headers["user-agent"] == f"helios-telemetry/{package_version()}"
+    assert headers["host"] == url.split("/")[2]
 
 
 def test_asks_first_and_sends_nothing_when_declined(run, known, receiver, db_path):
-    env = {"HELIOS_TELEMETRY_ENDPOINT": receiver.endpoint}
+    env = {"HELIOS_TELEMETRY_ENDPOINT": receiver.url}
     r = run("forget", env=env, input="n\n")
     assert r.exit_code == 1
     assert r.stdout == (
@@ -102,16 +78,16 @@ def test_endpoint_option_wins_over_the_variable(run, known, receiver):
         "forget",
         "--yes",
         "--endpoint",
-        receiver.endpoint + "/",
+        receiver.url + "/",
         env={"HELIOS_TELEMETRY_ENDPOINT": "https://unused.example/api/instances/heartbeat"},
     )
     assert r.exit_code == 0
-    assert receiver.requests[0][1] == f"/api/instances/{INSTANCE}"
+    assert receiver.requests[0].path == f"/api/instances/{INSTANCE}"
 
 
 def test_404_means_no_data_there(run, known, receiver):
-    receiver.status, receiver.body = 404, b'{"detail": "unknown instance"}'
-    r = run("forget", "--yes", "--endpoint", receiver.endpoint)
+    answer(receiver, 404, b'{"detail": "unknown instance"}', "application/json")
+    r = run("forget", "--yes", "--endpoint", receiver.url)
     assert (r.exit_code, r.output) == (
         0,
         "the service has no data for this instance (HTTP 404 from "
@@ -120,8 +96,8 @@ def test_404_means_no_data_there(run, known, receiver):
 
 
 def test_other_answers_fail(run, known, receiver):
-    receiver.status, receiver.body, receiver.content_type = 503, b"maintenance", "text/plain"
-    r = run("forget", "--yes", "--endpoint", receiver.endpoint)
+    answer(receiver, 503, b"maintenance", "text/plain")
+    r = run("forget", "--yes", "--endpoint", receiver.url)
     assert r.exit_code == 1
     assert r.stderr == (
         "Error: the service did not delete anything: HTTP 503 from "
@@ -130,9 +106,7 @@ def test_other_answers_fail(run, known, receiver):
 
 
 def test_network_error_is_one_clear_line(run, known):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     r = run("forget", "--yes", "--endpoint", f"http://127.0.0.1:{port}/api/instances/heartbeat")
     assert r.exit_code == 1
     assert r.stderr.startswith(
@@ -146,7 +120,7 @@ def test_network_error_is_one_clear_line(run, known):
 
 
 def test_still_on_is_pointed_out(run, known, receiver):
-    r = run("forget", "--yes", "--endpoint", receiver.endpoint, env=scenes.ON)
+    r = run("forget", "--yes", "--endpoint", receiver.url, env=scenes.ON)
     assert r.output.splitlines()[-1] == (
         "telemetry is still on: the next heartbeat sends new counts under the same instance "
         "id; `outbox disable` stops it"
@@ -182,7 +156,7 @@ def test_unusable_endpoint_variable_is_named(run, known):
 
 
 def test_nothing_to_forget_without_an_instance_id(run, receiver, db_path):
-    r = run("forget", "--yes", "--endpoint", receiver.endpoint)
+    r = run("forget", "--yes", "--endpoint", receiver.url)
     assert (r.exit_code, r.output) == (
         0,
         "this outbox has no instance id: no heartbeat was ever made from it, so the service "
@@ -193,6 +167,11 @@ def test_nothing_to_forget_without_an_instance_id(run, receiver, db_path):
 
 
 def test_json_answer_is_printed_compactly(run, known, receiver):
-    receiver.body = json.dumps({"deleted": {"heartbeats": 2, "gaps": 0}}).encode()
-    r = run("forget", "--yes", "--endpoint", receiver.endpoint)
+    answer(
+        receiver,
+        200,
+        json.dumps({"deleted": {"heartbeats": 2, "gaps": 0}}).encode(),
+        "application/json",
+    )
+    r = run("forget", "--yes", "--endpoint", receiver.url)
     assert r.output.splitlines()[1] == 'its answer: {"deleted": {"heartbeats": 2, "gaps": 0}}'

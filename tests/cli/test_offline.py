@@ -10,7 +10,7 @@ from outbox.contract import Export, Receipt
 from outbox.store import Meta
 from tests.cli import scenes
 from tests.cli.conftest import INSTANCE
-from tests.helpers import T0
+from tests.support.clock import T0
 
 
 def receipt_for(exported: Export, *, status: str = "accepted", **changes: str) -> bytes:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from outbox import heartbeats
+from outbox import heartbeats, store
 from outbox.cli.fmt import human_bytes
 from outbox.config import DEFAULT_ENDPOINT
 from outbox.maintenance import file_sizes
+from outbox.store import Meta
 from tests.cli import scenes
 from tests.cli.conftest import HB, INSTANCE
-from tests.helpers import T0
+from tests.support.clock import T0
 
 RELATIVE = Path("outbox/telemetry.db")
 
@@ -118,6 +119,7 @@ def test_json_document(run, outbox, clock):
             "expires_at": "2026-11-25T11:16:00Z",
             "holds_lease": True,
         },
+        "worker_error": None,
         "worker_health": {
             "last_seen_at": "2026-11-25T11:11:00Z",  # the lease is held: a worker runs now
             "last_export_at": None,
@@ -339,3 +341,21 @@ def test_a_worker_holding_back_is_reported(run, outbox):
     doc = json.loads(run("status", "--json").stdout)
     assert doc["worker_health"]["held_back"]["message"] == "telemetry is off for this worker (…)"
     assert "telemetry is off for this worker (…)" in doc["problems"]
+
+
+def test_the_last_failed_cycle_of_the_worker_until_a_good_one(run, outbox, clock):
+    """What the worker keeps in meta when a cycle fails (``Worker.record_failure``) is
+    shown; the worker deletes it after the next good cycle, and the line goes with it."""
+    outbox.track("command", "sync")
+    message = f"{outbox.path}: the disk is full (database or disk is full); free some space"
+    outbox.set_meta("last_cycle_error", message)
+    outbox.set_meta("last_cycle_at", T0 - 120)
+    doc = json.loads(run("status", "--json").stdout)
+    assert doc["worker_error"] == {"message": message, "at": "2026-11-25T09:58:00Z"}
+    assert field(run("status").output, "worker error") == (
+        f"its last cycle failed 2026-11-25 09:58 UTC (2m ago): {message}"
+    )
+    with outbox.conn() as c:
+        store.delete(c, Meta.LAST_CYCLE_ERROR)
+    assert json.loads(run("status", "--json").stdout)["worker_error"] is None
+    assert "worker error" not in run("status").output

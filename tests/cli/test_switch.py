@@ -6,7 +6,7 @@ from pathlib import Path
 
 from outbox import db, store
 from tests.cli import scenes
-from tests.helpers import totals
+from tests.support.totals import totals
 
 
 def org(path: Path) -> bool | None:

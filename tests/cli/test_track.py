@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli import scenes
-from tests.helpers import totals
+from tests.support.totals import totals
 
 
 def test_stores_when_on_and_creates_the_outbox(run, db_path):

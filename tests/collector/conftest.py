@@ -12,21 +12,18 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from collector import Storage, create_app
-from collector.schema import metadata
-from collector.server import Running, serve_in_thread, start_in_thread
-from tests.collector.payloads import auth, auth_of
-from tests.helpers import FakeClock
+from collector import Storage
+from collector.server import Running
 from tests.support import postgres
 from tests.support.ci import skip_on_purpose
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
 
 
 @pytest.fixture(scope="session")
@@ -52,16 +49,6 @@ def pg_dsn() -> Iterator[str]:
         yield pg.dsn("app", "app-pw", "app_test")
 
 
-def reset_postgres(dsn: str) -> None:
-    """Drop every collector table: each test starts from an empty database."""
-    engine = sa.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            metadata.drop_all(conn)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -73,7 +60,7 @@ def db_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     if backend == "sqlite":
         return str(tmp_path / "collector" / "collector.db")
     dsn = str(request.getfixturevalue("pg_dsn"))
-    reset_postgres(dsn)
+    postgres.drop_collector_tables(dsn)
     return dsn
 
 
@@ -82,62 +69,6 @@ def storage(db_target: str) -> Iterator[Storage]:
     s = Storage(db_target)
     yield s
     s.close()
-
-
-class Http:
-    """The session's HTTP client, aimed at one collector (relative URLs are its)."""
-
-    def __init__(self, client: httpx.Client, base: str) -> None:
-        self.client = client
-        self.base = base
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, url if "://" in url else self.base + url, **kwargs)
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", url, **kwargs)
-
-
-@dataclass
-class Collector:
-    """A collector served by uvicorn on 127.0.0.1, and a client for it."""
-
-    url: str
-    http: Http
-    storage: Storage
-    clock: FakeClock
-
-    def post(self, body: bytes, *, signed: bool = True, **headers: str) -> httpx.Response:
-        """POST a heartbeat, with its instance's secret unless ``signed`` is false (or
-        an ``Authorization`` is among ``headers``)."""
-        return self.http.post(
-            "/api/instances/heartbeat",
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                **(auth_of(body) if signed else {}),
-                **headers,
-            },
-        )
-
-    def instance(self, iid: str, **headers: str) -> httpx.Response:
-        """``GET /api/instances/{iid}`` with that instance's secret (unless given)."""
-        return self.http.get(f"/api/instances/{iid}", headers={**auth(iid), **headers})
-
-    def forget(self, iid: str, **headers: str) -> httpx.Response:
-        """``DELETE /api/instances/{iid}`` with that instance's secret (unless given)."""
-        return self.http.delete(f"/api/instances/{iid}", headers={**auth(iid), **headers})
-
-    def insights(self, days: int = 30, **params: int) -> dict[str, Any]:
-        r = self.http.get("/api/insights", params={"days": days, **params})
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
@@ -180,18 +111,17 @@ def serve(
     storage: Storage, clock: FakeClock, http_client: httpx.Client, stopping: list[Running]
 ) -> Iterator[Callable[..., Collector]]:
     """Start a collector on the test's storage: ``serve(**create_app_kwargs)``."""
-    started: list[Running] = []
+    started: list[Collector] = []
 
     def start(**kwargs: Any) -> Collector:
         kwargs.setdefault("clock", clock)
-        running = start_in_thread(create_app(storage, **kwargs))
-        started.append(running)
-        return Collector(running.url, Http(http_client, running.url), storage, clock)
+        started.append(Collector(storage, http=http_client, **kwargs).start())
+        return started[-1]
 
     yield start
-    for running in started:
-        running.stop(wait=False)
-        stopping.append(running)
+    for c in started:
+        if (running := c.stop(wait=False)) is not None:
+            stopping.append(running)
 
 
 @pytest.fixture
@@ -217,12 +147,6 @@ def refusing(
         target = str(tmp_path_factory.mktemp("refusing") / "collector.db")
     else:
         target = str(request.getfixturevalue("pg_dsn")).replace("/app_test", "/app_refusals")
-        reset_postgres(target)
-    storage = Storage(target)
-    clock = FakeClock()
-    with (
-        serve_in_thread(create_app(storage, clock=clock)) as running,
-        client(tls) as http,
-    ):
-        yield Collector(running.url, Http(http, running.url), storage, clock)
-    storage.close()
+        postgres.drop_collector_tables(target)
+    with client(tls) as http, Collector(Storage(target), http=http).start() as c:
+        yield c

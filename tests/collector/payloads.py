@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from outbox.contract import KINDS, PAYLOAD_KEYS, bearer, encode
+from outbox.contract import KINDS, PAYLOAD_KEYS, encode
 from outbox.payload import Aggregate, build_payload
+from tests.support.collector import DEFAULT_INSTANCE, auth, auth_of, secret_for
 
-IID = "5d0c0000-0000-4000-8000-000000000001"
+IID = DEFAULT_INSTANCE
 IID2 = "5d0c0000-0000-4000-8000-000000000002"
 DAY = "2026-11-25"  # the UTC day of tests.helpers.T0
 H = {"Content-Type": "application/json"}
@@ -54,25 +54,6 @@ def payload(
         version=version,
         edition=edition,
     )
-
-
-def secret_for(instance_id: str) -> str:
-    """A test instance's secret (the outbox makes a random one; tests need it again)."""
-    return "test-" + hashlib.sha256(instance_id.lower().encode()).hexdigest()[:40]
-
-
-def auth(instance_id: str) -> dict[str, str]:
-    """The ``Authorization`` header of a test instance."""
-    return {"Authorization": bearer(secret_for(instance_id))}
-
-
-def auth_of(body: bytes) -> dict[str, str]:
-    """The ``Authorization`` header for a body's instance (a fixed one if unreadable)."""
-    try:
-        iid = json.loads(body)["instance_id"]
-    except (ValueError, KeyError, TypeError):
-        iid = None
-    return auth(iid if isinstance(iid, str) else IID)
 
 
 def body(counts: Mapping[tuple[str, str, str], int] | None = None, **kw: Any) -> bytes:

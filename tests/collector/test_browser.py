@@ -18,7 +18,7 @@ from collector import Storage, create_app
 from collector.dashboard import percent
 from collector.server import serve_in_thread
 from examples.screenshots import fleet
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

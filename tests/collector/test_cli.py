@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from collector.__main__ import main
-from tests.collector.conftest import Collector
 from tests.collector.payloads import IID, IID2, auth, body
-from tests.helpers import child_env
+from tests.support.collector import Collector
+from tests.support.env import child_env
 
 
 class Server:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from collector.records import sum_rows
 from collector.schema import aggregated_metrics, instance_heartbeats
 from collector.validate import NO_LIMITS, parse
-from tests.collector.conftest import Collector
 from tests.collector.payloads import body
+from tests.support.collector import Collector
 
 NAMES = ["users.list", "users.get", "groups.list", "sync", "export", "bulk_edit"]
 

@@ -21,8 +21,8 @@ from collector.schema import instance_heartbeats, instances, name_instances
 from collector.server import serve_in_thread
 from collector.validate import parse
 from outbox.contract import bearer, secret_hash
-from tests.collector.conftest import Collector
 from tests.collector.payloads import IID, IID2, MIX, auth, body, secret_for, totals
+from tests.support.collector import Collector
 
 FORGER = {"Authorization": bearer("forged-" + "x" * 40)}
 

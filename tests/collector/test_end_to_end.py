@@ -16,8 +16,9 @@ from pathlib import Path
 
 from outbox import Telemetry, db, heartbeats
 from outbox.web.naming import DEFAULT_RELAY_RESOURCES, Vocabulary
-from tests.collector.conftest import Collector
-from tests.helpers import FakeClock, totals
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
+from tests.support.totals import totals
 
 HOUR = 3600
 RELAYED = [

@@ -17,7 +17,7 @@ from collector.server import serve_in_thread
 from collector.storage import Outcome
 from collector.validate import Heartbeat
 from tests.collector.payloads import IID, MIX, auth, body, totals
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_a_database_locked_by_another_process_is_503_not_500(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from collector.schema import (
     instances,
     sequence_gaps,
 )
-from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, IID, IID2, MIX, auth, body, totals
+from tests.support.collector import Collector
 
 OTHER = {("api", "users.list", DAY): 4, ("ui", "export_csv", DAY): 9}
 

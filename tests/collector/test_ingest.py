@@ -16,7 +16,6 @@ from collector.schema import aggregated_metrics, instance_heartbeats, instances
 from collector.server import serve_in_thread
 from collector.validate import Limits
 from outbox.contract import sha256_hex
-from tests.collector.conftest import Collector
 from tests.collector.payloads import (
     DAY,
     IID,
@@ -29,7 +28,8 @@ from tests.collector.payloads import (
     payload,
     totals,
 )
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
 
 
 def table_counts(c: Collector) -> dict[str, int]:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.collector.conftest import Collector
 from tests.collector.payloads import body
-from tests.helpers import T0
+from tests.support.clock import T0
+from tests.support.collector import Collector
 
 DAY_S = 86_400
 A = "aaaaaaaa-0000-4000-8000-000000000001"

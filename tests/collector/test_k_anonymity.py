@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, body
-from tests.helpers import T0
+from tests.support.clock import T0
+from tests.support.collector import Collector
 
 IDS = [f"5d0c0000-0000-4000-8000-00000000000{i}" for i in range(1, 6)]
 SECRET_NAME = "acme_payroll.export"  # what one site's own code might call a command

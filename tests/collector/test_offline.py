@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from collector.__main__ import main
 from outbox import Telemetry, db, heartbeats, store
 from outbox.contract import Export, Receipt, bearer
-from tests.collector.conftest import Collector
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
 
 
 def sealed(tmp_path: Path, clock: FakeClock, name: str = "site") -> Export:

@@ -18,9 +18,9 @@ from collector import Storage, create_app
 from collector.openapi import document
 from collector.server import serve_in_thread
 from collector.validate import Limits
-from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, IID, auth, body, payload
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
 
 
 def heartbeat_validator(spec: dict[str, Any]) -> Any:

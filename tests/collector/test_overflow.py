@@ -16,8 +16,8 @@ from collector import Storage
 from collector.schema import aggregated_metrics, instance_heartbeats, instances
 from collector.validate import MAX_DAY_COUNT, MAX_DAY_TOTAL
 from outbox.contract import secret_hash
-from tests.collector.conftest import Collector
 from tests.collector.payloads import DAY, IID, IID2, MIX, body, dumps, payload, secret_for, totals
+from tests.support.collector import Collector
 
 BIG = 2**53 - 1
 INT64_MAX = 2**63 - 1

@@ -21,7 +21,7 @@ import pytest
 from collector import Storage, create_app
 from collector.server import Guards, start_in_thread
 from tests.collector.payloads import IID, auth, body
-from tests.helpers import child_env
+from tests.support.env import child_env
 
 STEP = 0.2
 PIECES = 50  # 10 s of trickling if nobody stops it

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry
-from tests.helpers import child_env, totals
+from tests.support.env import child_env
+from tests.support.totals import totals
 
 ROOT = Path(__file__).resolve().parents[2]
 

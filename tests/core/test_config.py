@@ -227,7 +227,7 @@ def test_environment_is_read_on_first_use_not_at_construction(monkeypatch, db_pa
 
 
 def test_off_by_default_looks_for_an_organisation_choice_once_a_second(db_path: Path) -> None:
-    from tests.helpers import FakeClock
+    from tests.support.clock import FakeClock
 
     tick = FakeClock(0)
     t = Telemetry(db_path=db_path, environ={}, monotonic=tick)

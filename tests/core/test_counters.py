@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outbox import Telemetry, db, heartbeats, maintenance, store
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 NAMES = ["users.list", "users.get", "groups.get", "sync", "bulk_edit"]
 KINDS = ["api", "command", "ui"]

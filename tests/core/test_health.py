@@ -10,7 +10,7 @@ import pytest
 from outbox import Telemetry, store
 from outbox.health import START_HINT, assess
 from outbox.store import Meta
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 HOUR, DAY = 3600, 86400
 

@@ -10,7 +10,7 @@ import pytest
 from outbox import consent, heartbeats, maintenance, store
 from outbox.contract import encode
 from outbox.store import Meta
-from tests.helpers import T0
+from tests.support.clock import T0
 
 
 def seal(conn: sqlite3.Connection, hb_id: str, now: int = T0, **kw):

@@ -7,7 +7,7 @@ import pytest
 
 from outbox import Telemetry, is_valid_name
 from outbox.contract import MAX_NAME_LENGTH
-from tests.helpers import totals
+from tests.support.totals import totals
 
 VALID = [
     "users.list",

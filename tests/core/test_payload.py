@@ -7,7 +7,7 @@ from datetime import date
 
 from outbox.contract import day_of, encode, iso_utc, sha256_hex
 from outbox.payload import Aggregate, build_payload, cap_names
-from tests.helpers import T0
+from tests.support.clock import T0
 
 ROWS = [
     Aggregate("api", "users.list", date(2026, 11, 24), 5),

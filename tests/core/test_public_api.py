@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import outbox
 from outbox import Telemetry
-from tests.helpers import child_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.env import child_env
+from tests.support.processes import ROOT, run_python, worker_env
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -33,9 +30,7 @@ def test_the_contract_loads_nothing_else_of_the_package() -> None:
         "import sys, outbox.contract, collector.validate; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'outbox'))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    out = run_python(code)
     assert out.stdout.strip() == "['outbox', 'outbox.contract']"
     assert "register_at_fork" not in (ROOT / "outbox" / "__init__.py").read_text()
 
@@ -45,14 +40,7 @@ def test_importing_and_tracking_disabled_touches_no_file(tmp_path: Path) -> None
         "import outbox; outbox.telemetry.track_api_call('users.list'); "
         "outbox.telemetry.track_command('sync'); print(outbox.telemetry.enabled)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=child_env(HOME=str(tmp_path)),
-        check=True,
-    )
+    out = run_python(code, cwd=tmp_path, env=child_env(HOME=str(tmp_path)))
     assert out.stdout.strip() == "False" and out.stderr == ""
     assert list(tmp_path.iterdir()) == []
 
@@ -63,14 +51,7 @@ def test_singleton_uses_the_environment(tmp_path: Path) -> None:
         "from outbox import telemetry as t; assert t.track_api_call('users.list'); "
         "print(t.db_path, t.mode)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=child_env(HELIOS_TELEMETRY_ENABLED="true", HELIOS_TELEMETRY_DB=str(path)),
-        check=True,
-    )
+    out = run_python(code, env=worker_env(path))
     assert out.stdout.split() == [str(path), "on"]
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from outbox import Telemetry, db, store
 from outbox.client import FILE_CHECK_EVERY, REOPEN_AFTER
-from tests.helpers import FakeClock, totals
+from tests.support.clock import FakeClock
+from tests.support.totals import totals
 
 
 def dropped(path: Path, reason: str = "storage_error") -> int:
@@ -76,6 +82,9 @@ def test_file_corrupted_in_place_while_open(make_telemetry, db_path) -> None:
     assert sum(t.unstored.values()) == results.count(False)
 
 
+NOBODY = 65534
+
+
 def _as_nobody(fn) -> dict[str, object]:
     """Run ``fn`` in a forked child that has dropped root (as root, files are always writable)."""
     r, w = os.pipe()
@@ -84,8 +93,8 @@ def _as_nobody(fn) -> dict[str, object]:
         try:
             os.close(r)
             if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
             out = fn()
         except BaseException as e:  # report, never return into pytest
             out = {"raised": repr(e)}
@@ -98,33 +107,53 @@ def _as_nobody(fn) -> dict[str, object]:
     return json.loads(data)
 
 
-def test_read_only_outbox_track_calls_return_and_count(make_telemetry, db_path) -> None:
+@pytest.fixture
+def reachable(make_telemetry, db_path) -> Iterator[Path]:
+    """An outbox with one event, in a folder the child of ``_as_nobody`` can enter and
+    write (its WAL and -shm go there): pytest's own temp folders are 0700, which would
+    make the test about a file it cannot reach instead of one it cannot write."""
     t: Telemetry = make_telemetry()
     assert t.track_api_call("users.list")
     t.close()
-    for p in db_path.parent.iterdir():
-        p.chmod(0o444)
-    db_path.parent.chmod(0o555)
+    folder = Path(tempfile.mkdtemp(prefix="helios-read-only-"))
+    try:
+        folder.chmod(0o755)
+        if os.geteuid() == 0:
+            os.chown(folder, NOBODY, NOBODY)
+        path = folder / "telemetry.db"
+        shutil.copyfile(db_path, path)  # owned by this user, not by the child
+        yield path
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_read_only_outbox_track_calls_return_and_count(reachable: Path) -> None:
+    reachable.chmod(0o444)
 
     def track_many() -> dict[str, object]:
-        ro = Telemetry(db_path=db_path, enabled=True, environ={})
+        with contextlib.closing(sqlite3.connect(f"file:{reachable}?mode=ro", uri=True)) as c:
+            readable = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        ro = Telemetry(db_path=reachable, enabled=True, environ={})
         results = [ro.track_api_call("users.list") for _ in range(20)]
-        return {"false": results.count(False), "unstored": ro.unstored, "error": ro.last_error}
+        return {
+            "readable": readable,
+            "false": results.count(False),
+            "unstored": ro.unstored,
+            "error": ro.last_error,
+        }
 
-    try:
-        out = _as_nobody(track_many)
-    finally:
-        db_path.parent.chmod(0o755)
-        for p in db_path.parent.iterdir():
-            p.chmod(0o644)
+    out = _as_nobody(track_many)
     assert "raised" not in out
+    assert out["readable"] == 1  # the child reads the file: what it cannot do is write it
     assert out["false"] == 20
     assert out["unstored"] == {"storage_error": 20}
     # the logged reason names the file and the fix, not only SQLite's words
-    assert str(db_path) in str(out["error"])
-    assert "cannot be opened for writing" in str(out["error"])
-    assert "writable" in str(out["error"])
-    assert totals(db_path) == {("api", "users.list"): 1}
+    assert out["error"] == (
+        f"{reachable}: the outbox cannot be opened for writing (attempt to write a readonly "
+        "database); check that the file and its folder are writable by this user, or point "
+        "HELIOS_TELEMETRY_DB at a writable path"
+    )
+    assert totals(reachable) == {("api", "users.list"): 1}
 
 
 def test_a_replaced_outbox_file_is_followed(make_telemetry, db_path) -> None:
@@ -163,6 +192,28 @@ def test_busy_outbox_waits_at_most_the_busy_timeout(make_telemetry, db_path) -> 
     assert t.track_api_call("users.list")
     assert dropped(db_path) == 1
     assert totals(db_path) == {("api", "users.list"): 2}
+
+
+def test_a_lock_let_go_within_the_busy_timeout_costs_a_wait_not_the_event(
+    make_telemetry, db_path
+) -> None:
+    """Track calls wait in ``db.retry_busy`` (their connection's own busy handler is off):
+    another process that lets go of the write lock in time delays the call, never drops it."""
+    t: Telemetry = make_telemetry(busy_timeout=30.0)
+    assert t.track_api_call("users.list")
+    holder = db.connect(db_path)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, holder.execute, args=("ROLLBACK",))
+    release.start()
+    try:
+        assert t.track_api_call("users.list") is True
+        assert not holder.in_transaction  # it got in only once the lock was let go
+    finally:
+        release.join()
+        holder.close()
+    assert t.unstored == {} and t.last_error is None
+    assert totals(db_path) == {("api", "users.list"): 2}
+    assert dropped(db_path) == 0
 
 
 @pytest.mark.parametrize("bad", ["", "/dev/null/telemetry.db"])

@@ -1,4 +1,4 @@
-"""Fixtures for the proof suite: a seed that is always shown, a real collector.
+"""Fixtures for the proof suite: a seed that is always shown, the real collector.
 
 ``HELIOS_PROOF_SEED=N`` replays a run (the seed is printed by every seeded test,
 and is part of each of its assertion messages); ``HELIOS_PROOF_SOAK=SECONDS``
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.proof.harness import RealCollector, seed_from_env
+from collector import Storage
+from tests.proof.harness import seed_from_env
+from tests.support.collector import Collector
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -38,10 +40,8 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def real_collector(tmp_path: Path) -> Iterator[RealCollector]:
-    """The reference collector on a free loopback port, its SQLite file in the test's dir."""
-    c = RealCollector(tmp_path / "collector" / "collector.db")
-    try:
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    """The reference collector on a free loopback port, its SQLite file in the test's
+    folder, recording every ingest answer."""
+    with Collector(Storage(tmp_path / "collector" / "collector.db")) as c:
         yield c
-    finally:
-        c.stop()

@@ -1,42 +1,42 @@
-"""Shared parts of the proof tests: a real collector, real outboxes, real processes.
+"""What only the proof suite needs, on top of ``tests.support`` (the collector, outboxes,
+processes, the fault proxy):
 
-* :class:`RealCollector`: the reference collector (uvicorn, in a thread of the
-  test process) on a free loopback port with its own SQLite file, and what it
-  stored, read straight from that file.
-* :class:`Outbox`: an outbox file, rows written straight into it (backlogs), what
-  was written in all, and its state after a run.
-* :func:`run_worker` / :func:`kill_worker_at`: the real ``python -m worker``
-  command line (and ``tests.worker.kill_at``), always with a timeout.
-* :class:`Writer`: a ``tests.proof.writer`` subprocess; its JSON result.
-* :func:`invariants`: every failure-model check in one place, as a list of
-  problems, so that an assertion message can carry the seed and all of them.
-* :func:`write_results`: the figures the README quotes (``tests/proof/.results``).
+* :class:`Writer`: a ``tests.proof.writer`` process tracking a known mix; its JSON result
+  (what every track call returned), and what that means for the collector
+  (:func:`tracked_totals`, :func:`expected_drops`);
+* :func:`invariants`: every failure-model check after a drain in one place, as a list of
+  problems, so that an assertion message can carry the seed and all of them;
+* :func:`in_process_worker`: the worker in the test's process on a fake clock, for the
+  proofs that act between two of its steps;
+* :func:`pii_in_names`: personal data in a payload's names;
+* :func:`record`: the figures the README quotes (``tests/proof/.results/<test>.json``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
-import subprocess
+import random
+import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector import Storage, create_app
-from collector.server import Running, start_in_thread
-from outbox import db, heartbeats, store
-from outbox.store import Meta
-from tests.helpers import child_env
+from outbox.config import Config
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
+from tests.support.outboxes import OutboxState
+from tests.support.processes import Proc, worker_env
+from tests.support.totals import Totals
+from worker.loop import Worker
+from worker.options import Options
+from worker.pacing import Hook, no_hook
+from worker.retry import RetryPolicy
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / ".results"
-ON = child_env(HELIOS_TELEMETRY_ENABLED="true")
-
-Totals = dict[tuple[str, str], int]
 
 #: Worker options for runs that must not hang on a misbehaving receiver.
 FAST_RETRY = (
@@ -51,205 +51,58 @@ FAST_RETRY = (
 )
 
 
-# -- the collector --------------------------------------------------------------------
+def seed_from_env(default: int) -> int:
+    raw = os.environ.get("HELIOS_PROOF_SEED")
+    return int(raw) if raw else default
 
 
-class RealCollector:
-    """The reference collector on 127.0.0.1 with a SQLite file; ``stop()`` when done."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.storage = Storage(str(path))
-        self.running: Running = start_in_thread(create_app(self.storage))
-
-    @property
-    def url(self) -> str:
-        return f"{self.running.url}/api/instances/heartbeat"
-
-    @property
-    def port(self) -> int:
-        return int(self.running.url.rsplit(":", 1)[1])
-
-    def stop(self) -> None:
-        self.running.stop()
-        self.storage.close()
-
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        c = sqlite3.connect(self.path, timeout=30)
-        try:
-            return list(c.execute(sql))
-        finally:
-            c.close()
-
-    def totals(self) -> Totals:
-        """Counts per (kind, name) over every day, drops excluded."""
-        return {
-            (k, n): int(c)
-            for k, n, c in self._query(
-                "SELECT kind, name, sum(count) FROM aggregated_metrics "
-                "WHERE kind <> 'dropped' GROUP BY kind, name"
-            )
-        }
-
-    def dropped(self) -> dict[str, int]:
-        return {
-            n: int(c)
-            for n, c in self._query(
-                "SELECT name, sum(count) FROM aggregated_metrics WHERE kind = 'dropped' "
-                "GROUP BY name"
-            )
-        }
-
-    def instances(self) -> dict[str, dict[str, int]]:
-        rows = self._query(
-            "SELECT instance_id, last_sequence, heartbeats, missing, repeats FROM instances"
-        )
-        return {
-            r[0]: {"last_sequence": r[1], "heartbeats": r[2], "missing": r[3], "repeats": r[4]}
-            for r in rows
-        }
-
-    def gaps(self) -> list[tuple[str, int, int]]:
-        return [
-            (str(i), int(a), int(b))
-            for i, a, b in self._query(
-                "SELECT instance_id, first_missing, last_missing FROM sequence_gaps"
-            )
-        ]
-
-    def heartbeat_ids(self) -> set[str]:
-        return {str(r[0]) for r in self._query("SELECT heartbeat_id FROM instance_heartbeats")}
-
-    def integrity(self) -> str:
-        return str(self._query("PRAGMA integrity_check")[0][0])
+def record(test: str, **figures: Any) -> dict[str, Any]:
+    """Write ``figures`` to ``tests/proof/.results/<test>.json`` and print one line."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{test}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"\n[proof] {test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    return figures
 
 
-# -- outboxes -------------------------------------------------------------------------
+# -- the worker in this process ---------------------------------------------------------------
 
 
-@dataclass
-class OutboxState:
-    """An outbox after a drain, as the invariants need it."""
-
-    instance_id: str
-    integrity: str
-    pending: str | None
-    unsealed_events: int
-    statuses: dict[str, int]
-    last_sequence: int
-    sent_ids: set[str]
-
-
-class Outbox:
-    """A real outbox file; ``add`` writes rows straight in and remembers them."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.written: Counter[tuple[str, str]] = Counter()
-        conn = db.connect(path)
-        conn.close()
-
-    def connect(self) -> sqlite3.Connection:
-        return db.connect(self.path, busy_timeout=30)
-
-    def add_rows(self, rows: list[tuple[str, str, int, int]]) -> None:
-        """Insert (kind, name, count, at) rows in one transaction, in this order."""
-        conn = self.connect()
-        try:
-            with db.transaction(conn):
-                conn.executemany(
-                    "INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)", rows
-                )
-        finally:
-            conn.close()
-        for kind, name, count, _ in rows:
-            self.written[(kind, name)] += count
-
-    def state(self) -> OutboxState:
-        conn = self.connect()
-        try:
-            hb = heartbeats.pending(conn)
-            statuses = Counter(h.status for h in heartbeats.history(conn))
-            return OutboxState(
-                instance_id=store.instance_id(conn),
-                integrity=str(conn.execute("PRAGMA integrity_check").fetchone()[0]),
-                pending=None if hb is None else hb.id,
-                unsealed_events=int(
-                    conn.execute(
-                        "SELECT coalesce(sum(count), 0) FROM events WHERE id > ?",
-                        (store.sealed_through(conn),),
-                    ).fetchone()[0]
-                ),
-                statuses=dict(statuses),
-                last_sequence=store.get_int(conn, Meta.LAST_SEQUENCE),
-                sent_ids={h.id for h in heartbeats.history(conn, status="sent")},
-            )
-        finally:
-            conn.close()
-
-
-# -- processes ------------------------------------------------------------------------
-
-
-def _python(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
-
-
-def worker_args(outbox: Path, endpoint: str, *extra: str) -> list[str]:
-    return ["--once", "--db", str(outbox), "--endpoint", endpoint, *extra]
-
-
-def run_worker(
-    outbox: Path, endpoint: str, *extra: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """``python -m worker --once`` to the end (killed if it outlives ``timeout``)."""
-    return subprocess.run(
-        _python("worker", *worker_args(outbox, endpoint, *extra)),
-        cwd=ROOT,
-        env=ON,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+def in_process_worker(
+    db: Path,
+    endpoint: str,
+    *,
+    clock: FakeClock,
+    max_rows: int = 50_000,
+    seed: int = 1,
+    wait: Callable[[float], bool] | None = None,
+    hook: Hook = no_hook,
+) -> Worker:
+    """An opened worker on ``db`` (on by its environment), on the fake ``clock``: waits
+    between delivery attempts are skipped, maintenance does not pause between chunks, and
+    the loop wakes at least hourly (not every 30 s just to checkpoint)."""
+    environ = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "1.4.2"}
+    options = Options(
+        retry=RetryPolicy(attempts=3, max_wait=8.0),
+        connect_timeout=2.0,
+        read_timeout=10.0,
+        max_rows=max_rows,
+        chunk_pause=0.0,
+        checkpoint_every=3600.0,
     )
-
-
-def kill_worker_at(
-    step: str, outbox: Path, endpoint: str, *extra: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """The real command line, SIGKILLed by itself the first time it reaches ``step``."""
-    return subprocess.run(
-        _python("tests.worker.kill_at", step, "--", *worker_args(outbox, endpoint, *extra)),
-        cwd=ROOT,
-        env=ON,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    w = Worker(
+        Config.from_env(environ, db_path=db, endpoint=endpoint),
+        options,
+        clock=clock,
+        sleep=lambda _: None,
+        wait=wait,
+        hook=hook,
+        rng=random.Random(seed),
     )
+    w.open()
+    return w
 
 
-def start_worker(
-    outbox: Path, endpoint: str, *extra: str, stderr: Any = subprocess.PIPE
-) -> subprocess.Popen[bytes]:
-    """``python -m worker --once`` started (stdout discarded); the caller reaps it."""
-    return subprocess.Popen(
-        _python("worker", *worker_args(outbox, endpoint, *extra)),
-        cwd=ROOT,
-        env=ON,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
-
-
-def reap(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
-    """SIGKILL ``proc`` if it still runs, and wait for it (used in ``finally``)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    try:
-        proc.communicate(timeout=timeout)
-    except (subprocess.TimeoutExpired, ValueError):
-        proc.kill()
+# -- writers ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -262,7 +115,8 @@ class Writer:
     pause: float = 0.0
     invalid: float = 0.0
     max_seconds: float = 900.0
-    proc: subprocess.Popen[bytes] | None = None
+    busy_timeout: float | None = None  # None: the library's default
+    proc: Proc | None = None
     out: Path = field(init=False)
     stop_file: Path = field(init=False)
 
@@ -272,52 +126,40 @@ class Writer:
         self.stop_file = self.folder / f"stop-{self.seed}"
 
     def start(self) -> Writer:
-        self.proc = subprocess.Popen(
-            _python(
-                "tests.proof.writer",
-                "--db",
-                str(self.outbox),
-                "--seed",
-                str(self.seed),
-                "--out",
-                str(self.out),
-                "--stop",
-                str(self.stop_file),
-                "--pause",
-                str(self.pause),
-                "--invalid",
-                str(self.invalid),
-                "--max-seconds",
-                str(self.max_seconds),
-            ),
-            cwd=ROOT,
-            env=ON,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        args = {
+            "--db": self.outbox,
+            "--seed": self.seed,
+            "--out": self.out,
+            "--stop": self.stop_file,
+            "--pause": self.pause,
+            "--invalid": self.invalid,
+            "--max-seconds": self.max_seconds,
+        }
+        if self.busy_timeout is not None:
+            args["--busy-timeout"] = self.busy_timeout
+        argv = [sys.executable, "-m", "tests.proof.writer"]
+        argv += [str(x) for kv in args.items() for x in kv]
+        self.proc = Proc(argv, worker_env(), self.folder / f"writer-{self.seed}.log")
         return self
-
-    def stop(self) -> None:
-        self.stop_file.touch()
 
     def finish(self, timeout: float = 60) -> dict[str, Any]:
         """Stop it, wait for it, and return its result (``AssertionError`` if it failed)."""
         assert self.proc is not None
-        self.stop()
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, (
-            f"writer {self.seed} exited {self.proc.returncode}: {err.decode()[-2000:]}"
-        )
+        self.stop_file.touch()
+        code = self.proc.wait(timeout)
+        assert code == 0, f"writer {self.seed} exited {code}: {self.proc.text()[-2000:]}"
+        self.proc.kill()  # reaped, log closed
         result: dict[str, Any] = json.loads(self.out.read_text())
-        result["stderr"] = err.decode()[-2000:]
+        result["stderr"] = self.proc.text()[-2000:]
         return result
 
     def kill(self) -> None:
         if self.proc is not None:
-            reap(self.proc)
+            self.proc.kill()
 
 
 def tracked_totals(results: list[dict[str, Any]]) -> Totals:
+    """What the writers' track calls that returned True added, per (kind, name)."""
     total: Counter[tuple[str, str]] = Counter()
     for r in results:
         for kind, name, count in r["tracked"]:
@@ -325,7 +167,25 @@ def tracked_totals(results: list[dict[str, Any]]) -> Totals:
     return dict(total)
 
 
-# -- the invariants -------------------------------------------------------------------
+def expected_drops(results: list[dict[str, Any]]) -> dict[str, int]:
+    """The drops the writers' refused calls must show at the collector, per reason: each
+    refused valid name is a ``storage_error`` or (the outbox over its size, seen by the
+    track call) an ``over_capacity``, invalid names are ``invalid_name``; losses a writer
+    still held in memory when it exited (``unstored``) never reach the outbox."""
+    drops: Counter[str] = Counter()
+    for r in results:
+        drops["invalid_name"] += r["invalid_calls"]
+        drops["storage_error"] += sum(c for _, _, c in r["refused_storage"])
+        drops["over_capacity"] += sum(c for _, _, c in r["refused_over_capacity"])
+        drops.subtract(r["unstored"])
+    return {reason: n for reason, n in drops.items() if n}
+
+
+# -- the invariants -----------------------------------------------------------------------------
+
+
+#: What the collector may answer during a proof: 503 is "busy, retry" (SQLite's lock).
+OK_ANSWERS = frozenset({"accepted", "duplicate", "503"})
 
 
 def compare(expected: Totals, counted: Totals) -> tuple[int, int, list[str]]:
@@ -344,18 +204,25 @@ def compare(expected: Totals, counted: Totals) -> tuple[int, int, list[str]]:
 
 
 def invariants(
-    collector: RealCollector,
+    collector: Collector,
     outboxes: list[OutboxState],
     *,
     expected: Totals,
-    answers: Counter[str] | None = None,
+    over_capacity: int = 0,
 ) -> list[str]:
-    """Every check of the failure model after a drain; an empty list means all hold."""
+    """Every check of the failure model after a drain; an empty list means all hold.
+
+    :param over_capacity: counts the workers' size cap dropped (``dropped the oldest N
+        counts`` in their logs): the collector may miss exactly that many, in all, of
+        what was tracked, never more, and may count no key more than was tracked.
+    """
     problems = []
-    counted = collector.totals()
-    lost, doubled, lines = compare(expected, counted)
-    if lines:
-        problems.append(f"totals differ (lost {lost}, doubled {doubled}): " + "; ".join(lines[:20]))
+    lost, doubled, lines = compare(expected, collector.totals())
+    if doubled or lost != over_capacity:
+        problems.append(
+            f"totals differ (lost {lost}, doubled {doubled}, dropped by the size cap "
+            f"{over_capacity}): " + "; ".join(lines[:20])
+        )
     if collector.gaps():
         problems.append(f"sequence gaps at the collector: {collector.gaps()[:10]}")
     stored = collector.instances()
@@ -388,21 +255,63 @@ def invariants(
             problems.append(f"instance {ob.instance_id}: sent but not stored: {stray}")
     if collector.integrity() != "ok":
         problems.append(f"collector integrity_check says {collector.integrity()}")
-    if answers is not None:
-        # 200 accepted/duplicate, or 503 (busy: retried); a 409 would be a conflicting id.
-        bad = {a: n for a, n in answers.items() if not a.startswith("200 ") and a != "503"}
-        if bad or answers.get("200 conflict"):
-            problems.append(f"the collector answered {bad} (expected 200s only)")
+    # accepted/duplicate, or 503 (busy: retried); a 409 would be a conflicting id.
+    bad = {a: n for a, n in collector.answers.statuses().items() if a not in OK_ANSWERS}
+    if bad:
+        problems.append(f"the collector answered {bad} (expected accepted/duplicate only)")
+    # Every stored heartbeat was accepted exactly once; anything sent again, "duplicate".
+    by_id = collector.answers.by_id()
+    twice = [hid for hid, said in by_id.items() if said.count("accepted") > 1]
+    if twice:
+        problems.append(f"accepted more than once: {sorted(twice)[:5]}")
+    accepted = {hid for hid, said in by_id.items() if "accepted" in said}
+    if accepted != collector.heartbeat_ids():
+        problems.append(
+            f"{len(accepted)} heartbeats accepted, {len(collector.heartbeat_ids())} stored"
+        )
     return problems
 
 
-def write_results(name: str, figures: dict[str, Any]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return path
+#: What a worker logs when its size cap drops the oldest unsent counts.
+_CAP_LINE = re.compile(r"dropped the oldest (\d+) counts")
 
 
-def seed_from_env(default: int) -> int:
-    raw = os.environ.get("HELIOS_PROOF_SEED")
-    return int(raw) if raw else default
+def size_cap_drops(log: str) -> int:
+    """The counts a worker's size cap dropped, from its log (``worker.maintain``)."""
+    return sum(int(n) for n in _CAP_LINE.findall(log))
+
+
+# -- PII shapes: nothing of the kind may ever leave in a payload --------------------------------
+
+PII_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"[^\s@\"]+@[^\s@\"]+\.[a-z]{2,}", re.I),
+    "ipv4": re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9.])"),
+    "ipv6": re.compile(r"(?<![0-9a-f:])(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{0,4}(?![0-9a-f:])", re.I),
+    "uuid": re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I),
+    "long_hex": re.compile(r"(?<![0-9a-z])(?=[a-f]*[0-9])[0-9a-f]{12,}(?![0-9a-z])", re.I),
+    "hostname": re.compile(
+        r"(?<![a-z0-9_.-])(?:[a-z0-9-]+\.)+(?:com|net|org|io|dev|app|cloud|local|localdomain|"
+        r"internal|lan|home|corp|example|test|arpa|edu|gov|info|biz|co|uk|de|fr|nl|eu|us)$",
+        re.I,
+    ),
+}
+
+
+def pii_in_names(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (pattern, name) where a name of the payload looks like personal data.
+
+    A hostname is a name ending in a top-level domain (``db01.example.com``); words
+    that happen to be one in the middle of a dotted name (``a.nl.list``, from the
+    relayed path ``/a/nl``) are path words, not a host.
+
+    Only names are searched (and drop reasons): the payload's own ids, times and
+    version are fixed fields of the contract, not user input.
+    """
+    names: list[str] = []
+    for key in ("api_usage", "command_usage", "ui_actions"):
+        names += list(payload.get(key, {}))
+    for day in payload.get("days", {}).values():
+        for key in ("api_usage", "command_usage", "ui_actions"):
+            names += list(day.get(key, {}))
+    names += list(payload.get("dropped", {}))
+    return [(kind, n) for n in names for kind, p in PII_PATTERNS.items() if p.search(n)]

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.support.env import free_port
 
 CONF = """worker_processes 1;
 user root;

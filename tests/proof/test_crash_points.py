@@ -4,8 +4,8 @@ For each step of ``worker.pacing.STEPS`` an outbox is built so that the step is
 really reached, the real command line (``tests.worker.kill_at``) kills itself
 there with SIGKILL (the test checks it died of SIGKILL: the step was reached), a
 few more events are tracked while it is down, and a clean worker is started.
-Then the reference collector (uvicorn + SQLite, behind a pass-through proxy that
-records its answers) must hold exactly what was written, with no sequence gap,
+Then the reference collector (uvicorn + SQLite, behind a pass-through proxy; it
+records every answer it gives) must hold exactly what was written, with no sequence gap,
 no repeated sequence, no rejected heartbeat and no 409, and the outbox must pass
 ``PRAGMA integrity_check``.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,14 +36,11 @@ from pathlib import Path
 import pytest
 
 from outbox import heartbeats, maintenance
-from tests.proof.faultproxy import FaultProxy
-from tests.proof.harness import (
-    Outbox,
-    RealCollector,
-    invariants,
-    kill_worker_at,
-    run_worker,
-)
+from tests.proof.harness import invariants
+from tests.support.collector import Collector
+from tests.support.faultproxy import FaultProxy
+from tests.support.outboxes import Outbox
+from tests.support.processes import kill_worker_at, once, run_worker, worker_env
 from worker.pacing import STEPS
 
 pytestmark = pytest.mark.slow
@@ -58,9 +56,9 @@ ONE_TRY = ("--retry-attempts", "1", "--connect-timeout", "2", "--read-timeout", 
 
 
 @pytest.fixture
-def proxy(real_collector: RealCollector) -> Iterator[FaultProxy]:
-    """In front of the collector: pass-through (recording answers) or down (503)."""
-    p = FaultProxy(real_collector.port, seed=0, retry_after="1").start()
+def proxy(collector: Collector) -> Iterator[FaultProxy]:
+    """In front of the collector: pass-through or down (503)."""
+    p = FaultProxy(collector.port, seed=0, retry_after="1").start()
     try:
         yield p
     finally:
@@ -76,11 +74,15 @@ def backlog(n: int, *, now: int, days: int, rng: random.Random) -> list[tuple[st
     return rows
 
 
+def run_once(outbox: Outbox, proxy: FaultProxy) -> subprocess.CompletedProcess[str]:
+    return run_worker(*once(outbox.path, proxy.url, *ONE_TRY), env=worker_env())
+
+
 def make_pending(outbox: Outbox, proxy: FaultProxy, now: int) -> None:
     """A sealed heartbeat the receiver did not take (503): it stays pending."""
     outbox.add_rows([("api", "users.list", 1, now - 60 * i) for i in range(10)])
     proxy.set_weights({"503": 1})
-    r = run_worker(outbox.path, proxy.url, *ONE_TRY)
+    r = run_once(outbox, proxy)
     assert r.returncode == 1, r.stderr
     assert outbox.state().pending is not None
 
@@ -90,7 +92,7 @@ def build_deliver(outbox: Outbox, proxy: FaultProxy, rng: random.Random, now: in
     id of the old heartbeat that the crash run's purge deletes."""
     outbox.add_rows(backlog(2_000, now=now - 40 * DAY, days=1, rng=rng))
     proxy.set_weights({"pass": 1})
-    r = run_worker(outbox.path, proxy.url, *ONE_TRY)
+    r = run_once(outbox, proxy)
     assert r.returncode == 0, r.stderr
     conn = outbox.connect()
     try:
@@ -132,7 +134,7 @@ def build_capacity(
 
 @pytest.mark.parametrize("step", STEPS)
 def test_killed_at_step_then_restarted_counts_everything_once(
-    step: str, tmp_path: Path, real_collector: RealCollector, proxy: FaultProxy, seed: int
+    step: str, tmp_path: Path, collector: Collector, proxy: FaultProxy, seed: int
 ) -> None:
     rng = random.Random(seed)
     now = int(time.time())
@@ -146,22 +148,22 @@ def test_killed_at_step_then_restarted_counts_everything_once(
         build_compact(outbox, proxy, rng, now)
     else:
         cap_dropped = build_capacity(outbox, proxy, rng, now)
-    rows_before = _rows(outbox)
+    rows_before = outbox.rows()
 
-    r = kill_worker_at(step, outbox.path, proxy.url, *ONE_TRY)
+    r = kill_worker_at(step, *once(outbox.path, proxy.url, *ONE_TRY), env=worker_env())
     where = f"step {step} ({scenario}), HELIOS_PROOF_SEED={seed}"
     assert r.returncode == -signal.SIGKILL, f"{where}: not killed there: {r.returncode} {r.stderr}"
     if scenario == "compact":
         after = outbox.state()
         assert after.pending is not None, where
-        assert _rows(outbox) < rows_before, f"{where}: no compaction committed before the kill"
+        assert outbox.rows() < rows_before, f"{where}: no compaction committed before the kill"
 
     # Tracked while the worker is down (the capacity outbox already has 200 names per
     # kind, the most a heartbeat carries: it gets two of those).
     down = ("command_name0", "ui_name7") if scenario == "capacity" else ("sync", "bulk_edit")
     outbox.add_rows([("command", down[0], 1, now), ("ui", down[1], 2, now)])
     proxy.set_weights({"pass": 1})
-    r = run_worker(outbox.path, proxy.url, *ONE_TRY)
+    r = run_once(outbox, proxy)
     assert r.returncode == 0, f"{where}: restart failed: {r.returncode} {r.stderr}"
     proxy.wait_idle()
 
@@ -169,9 +171,9 @@ def test_killed_at_step_then_restarted_counts_everything_once(
     for key, n in cap_dropped.items():
         expected[key] -= n
     state = outbox.state()
-    problems = invariants(real_collector, [state], expected=expected, answers=proxy.answers)
+    problems = invariants(collector, [state], expected=expected)
     assert not problems, f"{where}: " + "\n".join(problems)
-    dropped = real_collector.dropped()
+    dropped = collector.dropped()
     assert dropped.get("over_capacity", 0) == sum(cap_dropped.values()), f"{where}: {dropped}"
     assert set(dropped) <= {"over_capacity"}, f"{where}: {dropped}"
     if old_id is not None:
@@ -180,11 +182,3 @@ def test_killed_at_step_then_restarted_counts_everything_once(
             assert heartbeats.get(conn, old_id) is None, f"{where}: old history not purged"
         finally:
             conn.close()
-
-
-def _rows(outbox: Outbox) -> int:
-    conn = outbox.connect()
-    try:
-        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-    finally:
-        conn.close()

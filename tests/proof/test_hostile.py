@@ -32,17 +32,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector import Storage, create_app
-from collector.server import serve_in_thread
+from collector import Storage
 from examples.host_app import UI_ACTIONS
 from examples.host_app import create_app as host_app
 from outbox import Telemetry, heartbeats, store
 from outbox.contract import is_valid_name
 from outbox.web import validation
 from outbox.web.naming import DEFAULT_RELAY_RESOURCES, VERBS, Vocabulary
-from tests.collector.payloads import IID, auth, payload
-from tests.helpers import FakeClock, totals
-from tests.proof.support import LiveCollector, pii_in_names, record
+from tests.collector.payloads import IID, payload
+from tests.proof.harness import pii_in_names, record
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector, auth
+from tests.support.totals import totals
 from tests.web.conftest import SAME_ORIGIN, Client
 
 FUZZ = settings(
@@ -258,12 +259,9 @@ def test_fuzzed_ui_action_bodies_never_500_and_refusals_are_counted(tmp_path: Pa
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[LiveCollector]:
-    c = LiveCollector(tmp_path / "collector.db").start()
-    try:
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    with Collector(Storage(tmp_path / "collector.db")).start() as c:
         yield c
-    finally:
-        c.close()
 
 
 BAD_VALUES = [0, -1, 1.5, "1", True, None, 2**63, 2**53, [], {}, "x" * 300]
@@ -300,7 +298,7 @@ MUTATIONS = ["name", "count", "drop_key", "extra_key", "field", "sums", "dropped
 
 
 def test_near_valid_payloads_never_500_and_refused_leave_no_trace(
-    collector: LiveCollector, tmp_path: Path
+    collector: Collector, tmp_path: Path
 ) -> None:
     statuses: Counter[int] = Counter()
     refused_ids: list[str] = []
@@ -318,7 +316,7 @@ def test_near_valid_payloads_never_500_and_refused_leave_no_trace(
             if raw:  # broken JSON around the same id
                 body = body[: data.draw(st.integers(0, len(body) - 1))] + hid.encode()
             r = http.post(
-                collector.url,
+                collector.endpoint,
                 content=body,
                 headers={"Content-Type": "application/json", **auth(IID)},  # the instance's
             )
@@ -354,13 +352,12 @@ def test_near_valid_payloads_never_500_and_refused_leave_no_trace(
 
 @pytest.mark.slow
 def test_schemathesis_negative_mode_stores_nothing(tmp_path: Path) -> None:
-    storage = Storage(tmp_path / "collector.db")
-    with serve_in_thread(create_app(storage, clock=FakeClock())) as running:
+    with Collector(Storage(tmp_path / "collector.db")).start() as c:
         result = subprocess.run(
             [
                 str(Path(sys.executable).parent / "st"),
                 "run",
-                f"{running.url}/openapi.json",
+                f"{c.url}/openapi.json",
                 "--mode",
                 "negative",
                 "--include-path",
@@ -379,10 +376,7 @@ def test_schemathesis_negative_mode_stores_nothing(tmp_path: Path) -> None:
             timeout=600,
             cwd=tmp_path,
         )
-    stored = storage.read(
-        lambda c: c.exec_driver_sql("SELECT count(*) FROM instance_heartbeats").scalar_one()
-    )
-    storage.close()
+        stored = len(c.heartbeat_ids())
     assert result.returncode == 0, result.stdout[-4000:]
     assert "No issues found" in result.stdout
     assert stored == 0

@@ -3,18 +3,25 @@
 Seeded (``HELIOS_PROOF_SEED``, printed, in every assertion message). Several
 outboxes (instances), each with writer processes tracking a known mix of names
 (and a few invalid ones), and one "lane" that starts the real ``python -m worker
---once`` again and again and SIGKILLs it after a random delay (0.05-1.5 s) unless
-it finished first. Every request goes through :class:`FaultProxy` to the
-reference collector: pass, 503, 429 + Retry-After, reset, slow past the client's
-timeout, and lost after the collector stored it. Then the writers stop, the proxy
-passes everything, and a clean worker drains each outbox.
+--once`` again and again and SIGKILLs it unless it finished first. Where each run is
+killed is planned from the seed: while it starts (0-0.25 s after the process
+started), once it holds the outbox (0-0.5 s after it says so: delivering what was
+left pending, planning a seal), once it sealed a heartbeat (0-0.3 s after: the POST,
+its retries, the mark), or once it delivered one (0-0.1 s after: maintenance, the next
+seal). Every request goes through :class:`FaultProxy` to the reference collector:
+pass, 503, 429 + Retry-After, reset, slow past the client's timeout, and lost after
+the collector stored it. Then the writers stop, the proxy passes everything, and a
+clean worker drains each outbox.
 
 Must hold: the collector's totals per (kind, name) equal what the writers' track
 calls returned True for, exactly (per instance and per kind too); the drops it
 received equal the writers' refused calls; no sequence gap, no repeated sequence,
 no 409, no rejected heartbeat; every outbox and the collector pass
 ``PRAGMA integrity_check``; the writers saw no exception; each fault class was
-chosen at least once; at least 200 SIGKILLs.
+chosen at least once; at least 200 SIGKILLs, and at least 5 in each phase that
+matters (holding the outbox, after a seal, after a delivery), as the worker's own log
+shows the last step it had reached when it died (a run that delivered what was left
+pending seals next: a kill planned after a delivery may land after that seal).
 
 ``HELIOS_PROOF_SOAK=SECONDS`` runs the storm at least that long (a local soak).
 The figures go to ``tests/proof/.results/kill_storm.json``.
@@ -37,57 +44,59 @@ from typing import Any
 
 import pytest
 
-from tests.proof.faultproxy import FAULTS, FaultProxy
 from tests.proof.harness import (
     FAST_RETRY,
-    Outbox,
-    RealCollector,
     Writer,
     compare,
+    expected_drops,
     invariants,
-    reap,
-    run_worker,
-    start_worker,
+    record,
     tracked_totals,
-    write_results,
 )
+from tests.support.collector import Collector
+from tests.support.faultproxy import FAULTS, FaultProxy
+from tests.support.outboxes import Outbox
+from tests.support.processes import Proc, once, run_worker, worker_env
 
 pytestmark = pytest.mark.slow
 
 LANES = 3  # outboxes, each with its own writers and its own worker being killed
 WRITERS_PER_LANE = 2
 MIN_KILLS = 200
+MIN_PER_PHASE = 5
 MAX_SECONDS = 480.0  # give up (and fail) if 200 kills take longer than this (+ the soak)
-KILL_AFTER = (0.05, 1.5)
 WEIGHTS = {"pass": 0.3, "503": 0.12, "429": 0.12, "reset": 0.12, "slow": 0.12}
 WEIGHTS["lost_after_store"] = 0.22
 SLOW_SECONDS = 1.0  # past the worker's --read-timeout 0.5
 
-
-#: Where a killed worker was, from what it had logged: the phases in order.
+#: The phases of a ``--once`` run and the log line that starts each (a run may go from
+#: "delivered" back to "sealed": it delivers what was pending, then seals what is new).
+PHASES = ("starting", "opened", "sealed", "delivered")
+MARKERS = {"opened": " holds ", "sealed": "sealed heartbeat", "delivered": "delivered heartbeat"}
+#: Where the runs are killed (share of the runs), and how long after that phase began.
+KILL_PLAN = {"starting": 0.15, "opened": 0.35, "sealed": 0.3, "delivered": 0.2}
+KILL_AFTER = {"starting": 0.25, "opened": 0.5, "sealed": 0.3, "delivered": 0.1}
+#: The phases every storm must have killed workers in (a start-up kill is not asserted:
+#: how fast a worker opens its outbox decides whether one lands there).
+MUST_KILL_IN = ("opened", "sealed", "delivered")
 
 
 def phase(log: str) -> str:
     """The last phase a worker's log shows it reached."""
     reached = "starting"
     for line in log.splitlines():
-        if " holds " in line and reached == "starting":
+        if MARKERS["opened"] in line and reached == "starting":
             reached = "opened"
-        elif "sealed heartbeat" in line:
+        elif MARKERS["sealed"] in line:
             reached = "sealed"
-        elif "delivered heartbeat" in line:
+        elif MARKERS["delivered"] in line:
             reached = "delivered"
     return reached
 
 
 @dataclass
 class Lane:
-    """One outbox and its worker, started and SIGKILLed until told to stop.
-
-    A fifth of the runs are killed 0.05-1.5 s after the process starts (often while
-    it starts up or opens the outbox); the others once it holds the outbox, after
-    0-1 s (while it delivers, seals, marks, retries or maintains).
-    """
+    """One outbox and its worker, started and SIGKILLed until told to stop."""
 
     outbox: Outbox
     endpoint: str
@@ -95,46 +104,54 @@ class Lane:
     kills: int = 0
     runs: int = 0
     exits: Counter[int] = field(default_factory=Counter)
-    killed_in: Counter[str] = field(default_factory=Counter)
+    # every phase there from the start: the test thread reads them while the lane runs
+    planned: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(PHASES, 0)))
+    killed_in: Counter[str] = field(default_factory=lambda: Counter(dict.fromkeys(PHASES, 0)))
     errors: list[str] = field(default_factory=list)
 
     def run(self, stop: threading.Event) -> None:
         log_path = self.outbox.path.parent / "worker.log"
+        env = worker_env()
         while not stop.is_set():
-            with open(log_path, "wb") as log:
-                proc = start_worker(self.outbox.path, self.endpoint, *FAST_RETRY, stderr=log)
+            target = self.rng.choices(PHASES, weights=[KILL_PLAN[p] for p in PHASES])[0]
+            delay = self.rng.uniform(0.0, KILL_AFTER[target])
+            proc = Proc.worker(
+                *once(self.outbox.path, self.endpoint, *FAST_RETRY), env=env, log=log_path
+            )
             try:
                 self.runs += 1
-                self._kill_later(proc, log_path)
-                text = log_path.read_text(errors="replace")
-                if proc.returncode == -signal.SIGKILL:
+                killed = self._kill_in(proc, target, delay)
+                code = proc.kill()
+                text = proc.text()
+                if killed and code == -signal.SIGKILL:
                     self.kills += 1
+                    self.planned[target] += 1
                     self.killed_in[phase(text)] += 1
                     continue
-                self.exits[proc.returncode] += 1
-                if proc.returncode not in (0, 1) or "Traceback" in text:
-                    self.errors.append(f"exit {proc.returncode}: {text[-1500:]}")
+                self.exits[code] += 1
+                if code not in (0, 1) or "Traceback" in text:
+                    self.errors.append(f"exit {code}: {text[-1500:]}")
             except Exception as e:  # noqa: BLE001 - reported by the test, never swallowed
                 self.errors.append(f"lane: {type(e).__name__}: {e}")
+                proc.kill()
                 return
-            finally:
-                reap(proc)
 
-    def _kill_later(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-        if self.rng.random() < 0.2:
-            deadline = time.monotonic() + self.rng.uniform(*KILL_AFTER)
-        else:
-            opened = time.monotonic() + 60
-            while b" holds " not in log_path.read_bytes() and proc.poll() is None:
-                if time.monotonic() > opened:
-                    raise TimeoutError("the worker did not open its outbox within 60 s")
-                time.sleep(0.01)
-            deadline = time.monotonic() + self.rng.uniform(0.0, 1.0)
+    def _kill_in(self, proc: Proc, target: str, delay: float) -> bool:
+        """Wait for ``target`` to begin (its log line), then ``delay`` seconds, then SIGKILL;
+        False when the run ended first."""
+        if target != "starting":
+            marker, began = MARKERS[target], time.monotonic() + 60
+            while marker not in proc.text():
+                if proc.returncode is not None:
+                    return False
+                if time.monotonic() > began:
+                    raise TimeoutError(f"the worker did not reach {target!r} within 60 s")
+                time.sleep(0.005)
         try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            proc.wait(timeout=delay)
+            return False
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            return True
 
 
 def summary(f: dict[str, Any]) -> str:
@@ -153,13 +170,13 @@ def soak_seconds() -> float | None:
 
 
 def test_kill_storm(
-    tmp_path: Path, real_collector: RealCollector, seed: int, say: Callable[[str], None]
+    tmp_path: Path, collector: Collector, seed: int, say: Callable[[str], None]
 ) -> None:
     rng = random.Random(seed)
     soak = soak_seconds()
     where = f"HELIOS_PROOF_SEED={seed}"
     proxy = FaultProxy(
-        real_collector.port,
+        collector.port,
         seed=rng.randrange(2**32),
         weights=WEIGHTS,
         slow_seconds=SLOW_SECONDS,
@@ -193,7 +210,12 @@ def test_kill_storm(
             time.sleep(0.25)
             elapsed = time.monotonic() - started
             kills = sum(lane.kills for lane in lanes)
-            enough = kills >= MIN_KILLS and all(proxy.stats[f] for f in FAULTS)
+            landed = sum((lane.killed_in for lane in lanes), Counter())
+            enough = (
+                kills >= MIN_KILLS
+                and all(proxy.stats[f] for f in FAULTS)
+                and all(landed[p] >= MIN_PER_PHASE for p in MUST_KILL_IN)
+            )
             if any(lane.errors for lane in lanes) or elapsed > (soak or 0) + MAX_SECONDS:
                 break  # reported below
             if enough and elapsed >= (soak or 0):
@@ -209,7 +231,7 @@ def test_kill_storm(
         drains = []
         for lane in lanes:
             for _ in range(3):
-                r = run_worker(lane.outbox.path, proxy.url, *FAST_RETRY)
+                r = run_worker(*once(lane.outbox.path, proxy.url, *FAST_RETRY), env=worker_env())
                 drains.append(r.returncode)
                 if r.returncode == 0:
                     break
@@ -230,15 +252,12 @@ def test_kill_storm(
         assert r["invalid_true"] == 0, f"{where}: an invalid name was stored"
 
     expected = tracked_totals(results)
-    counted = real_collector.totals()
+    counted = collector.totals()
     lost, doubled, _ = compare(expected, counted)
     states = [lane.outbox.state() for lane in lanes]
     kills = sum(lane.kills for lane in lanes)
-    expected_drops: Counter[str] = Counter()
-    for r in results:
-        expected_drops["invalid_name"] += r["invalid_calls"]
-        expected_drops["storage_error"] += sum(c for _, _, c in r["refused_valid"])
-        expected_drops.subtract(r["unstored"])
+    drops = expected_drops(results)
+    killed_in = dict(sum((lane.killed_in for lane in lanes), Counter()))
     figures: dict[str, Any] = {
         "seed": seed,
         "soak_seconds": soak,
@@ -248,38 +267,46 @@ def test_kill_storm(
         "kills": kills,
         "worker_runs": sum(lane.runs for lane in lanes),
         "worker_exits": dict(sum((lane.exits for lane in lanes), Counter())),
-        "killed_in": dict(sum((lane.killed_in for lane in lanes), Counter())),
+        "kills_planned": dict(sum((lane.planned for lane in lanes), Counter())),
+        "killed_in": killed_in,
         "heartbeats": sum(s.last_sequence for s in states),
         "track_calls": sum(r["calls"] for r in results),
         "events_tracked": sum(expected.values()),
         "events_counted": sum(counted.values()),
         "lost": lost,
         "doubled": doubled,
-        "dropped_at_collector": real_collector.dropped(),
-        "writer_refused_storage": expected_drops["storage_error"],
+        "dropped_at_collector": collector.dropped(),
+        "writer_refused": drops,
         "writer_unstored": sum(sum(r["unstored"].values()) for r in results),
         "faults": {f: proxy.stats[f] for f in FAULTS},
         "proxy_timeouts": proxy.stats["proxy_timeout"],
-        "collector_answers": dict(proxy.answers),
+        "collector_answers": dict(collector.answers.statuses()),
+        # how many times a stored heartbeat was answered "duplicate" -> how many heartbeats
+        "duplicates_per_heartbeat": dict(
+            sorted(
+                Counter(a.count("duplicate") for a in collector.answers.by_id().values()).items()
+            )
+        ),
     }
-    write_results("kill_storm", figures)
+    record("kill_storm", **figures)
     say("kill storm: " + summary(figures))
 
     where = f"{where} ({json.dumps(figures)})"
     assert kills >= MIN_KILLS, f"{where}: only {kills} SIGKILLs"
+    few = {p: killed_in.get(p, 0) for p in MUST_KILL_IN if killed_in.get(p, 0) < MIN_PER_PHASE}
+    assert not few, f"{where}: fewer than {MIN_PER_PHASE} kills in {few}"
     missing_faults = [f for f in FAULTS if not proxy.stats[f]]
     assert not missing_faults, f"{where}: fault classes never chosen: {missing_faults}"
-    problems = invariants(real_collector, states, expected=expected, answers=proxy.answers)
+    problems = invariants(collector, states, expected=expected)
     for lane, state in zip(lanes, states, strict=True):
         mine = [r for r, w in zip(results, writers, strict=True) if w.outbox == lane.outbox.path]
         per_kind: Counter[str] = Counter()
         for (kind, _), n in tracked_totals(mine).items():
             per_kind[kind] += n
-        info = real_collector.storage.instance(state.instance_id)
+        info = collector.storage.instance(state.instance_id)
         stored = {} if info is None else {k: n for k, n in info.totals.items() if k != "dropped"}
         if stored != dict(per_kind):
             problems.append(f"instance {state.instance_id}: per kind {stored} != {dict(per_kind)}")
-    drops = {k: n for k, n in expected_drops.items() if n}
-    if real_collector.dropped() != drops:
-        problems.append(f"drops at the collector {real_collector.dropped()} != refused {drops}")
+    if collector.dropped() != drops:
+        problems.append(f"drops at the collector {collector.dropped()} != refused {drops}")
     assert not problems, f"{where}:\n" + "\n".join(problems)

@@ -14,23 +14,18 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import certifi
 import pytest
 
 from outbox import Telemetry
-from tests.proof.faultproxy import FaultProxy
+from tests.proof.harness import record
 from tests.proof.nginx import SKIP_VARIABLE, Nginx, make_ca, missing_reason, nginx_binary
-from tests.proof.support import (
-    LiveCollector,
-    outbox_rows,
-    record,
-    run_worker,
-    usage,
-    worker_env,
-)
+from tests.support.collector import Collector
+from tests.support.faultproxy import FaultProxy
+from tests.support.outboxes import query
+from tests.support.processes import run_worker, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +41,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pki")
     make_ca(folder)
     return folder
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[LiveCollector]:
-    c = LiveCollector(tmp_path / "collector" / "collector.db").start()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def proxy(tmp_path: Path, pki: Path, upstream_port: int, **kw: float) -> Nginx:
@@ -81,14 +67,14 @@ def track_mix(t: Telemetry, rounds: int) -> Counter[tuple[str, str]]:
 
 
 def pending_attempts(db: Path) -> tuple[int, str]:
-    [(attempts, error)] = outbox_rows(
+    [(attempts, error)] = query(
         db, "SELECT attempts, last_error FROM heartbeats WHERE status = 'pending'"
     )
     return int(attempts), str(error)
 
 
 def test_https_through_nginx_delivers_exactly_once(
-    tmp_path: Path, pki: Path, collector: LiveCollector
+    tmp_path: Path, pki: Path, collector: Collector
 ) -> None:
     db = tmp_path / "outbox" / "telemetry.db"
     t = Telemetry(db_path=db, enabled=True, environ={})
@@ -110,11 +96,11 @@ def test_https_through_nginx_delivers_exactly_once(
         again = run_worker(*QUICK, env=trusting(db, nginx.url, nginx.ca))
         assert (again.returncode, again.stdout.strip()) == (0, "nothing to send")
     assert collector.answers.by_id() == {hid: ["accepted"]}
-    assert usage(collector.totals()) == dict(tracked)
+    assert collector.totals() == dict(tracked)
     record(
         "nginx_https",
         events_tracked=sum(tracked.values()),
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         tls_refused_untrusted=1,
         posts=len(collector.answers.log),
         duplicates=0,
@@ -123,7 +109,7 @@ def test_https_through_nginx_delivers_exactly_once(
 
 
 def test_collector_down_nginx_502_then_delivered_exactly_once(
-    tmp_path: Path, pki: Path, collector: LiveCollector
+    tmp_path: Path, pki: Path, collector: Collector
 ) -> None:
     db = tmp_path / "outbox" / "telemetry.db"
     t = Telemetry(db_path=db, enabled=True, environ={})
@@ -145,15 +131,15 @@ def test_collector_down_nginx_502_then_delivered_exactly_once(
     answers = collector.answers.by_id()
     assert len(answers) == 2 and all(a == ["accepted"] for a in answers.values())
     assert up.stdout.count("(accepted, 1 attempt(s))") == 2
-    assert usage(collector.totals()) == dict(tracked)
-    assert outbox_rows(db, "SELECT status, attempts FROM heartbeats ORDER BY sequence") == [
+    assert collector.totals() == dict(tracked)
+    assert query(db, "SELECT status, attempts FROM heartbeats ORDER BY sequence") == [
         ("sent", 4),
         ("sent", 1),
     ]
     record(
         "nginx_502",
         events_tracked=sum(tracked.values()),
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         http_502_seen=3,
         heartbeats=2,
         duplicates=0,
@@ -161,7 +147,7 @@ def test_collector_down_nginx_502_then_delivered_exactly_once(
 
 
 def test_slow_collector_nginx_504_stored_once(
-    tmp_path: Path, pki: Path, collector: LiveCollector
+    tmp_path: Path, pki: Path, collector: Collector
 ) -> None:
     """The collector stores the heartbeat, then answers after nginx gave up (504): the
     sender retries, the collector says ``duplicate``, nothing is counted twice."""
@@ -182,15 +168,15 @@ def test_slow_collector_nginx_504_stored_once(
         collector.app.slow_after_store = 0.0
         fast = run_worker(*QUICK, env=env)
         assert fast.returncode == 0, fast.stderr
-    [(hid, receipt)] = outbox_rows(db, "SELECT id, receipt FROM heartbeats WHERE status='sent'")
+    [(hid, receipt)] = query(db, "SELECT id, receipt FROM heartbeats WHERE status='sent'")
     assert f"delivered heartbeat {hid} (duplicate, 1 attempt(s))" in fast.stdout
     assert '"status": "duplicate"' in receipt or '"status":"duplicate"' in receipt
     assert collector.answers.by_id() == {hid: ["accepted", "duplicate", "duplicate"]}
-    assert usage(collector.totals()) == dict(tracked)  # stored once, counted once
+    assert collector.totals() == dict(tracked)  # stored once, counted once
     record(
         "nginx_504",
         events_tracked=sum(tracked.values()),
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         http_504_seen=2,
         stored_before_504=1,
         duplicates_answered=2,
@@ -198,9 +184,7 @@ def test_slow_collector_nginx_504_stored_once(
     )
 
 
-def test_connection_resets_through_nginx(
-    tmp_path: Path, pki: Path, collector: LiveCollector
-) -> None:
+def test_connection_resets_through_nginx(tmp_path: Path, pki: Path, collector: Collector) -> None:
     """Resets on both sides of nginx: nginx closing on the sender (444), the upstream
     resetting before the collector saw anything, and after it stored the heartbeat."""
     db = tmp_path / "outbox" / "telemetry.db"
@@ -235,17 +219,17 @@ def test_connection_resets_through_nginx(
             )
     finally:
         faults.stop()
-    [(hid, attempts)] = outbox_rows(db, "SELECT id, attempts FROM heartbeats")
+    [(hid, attempts)] = query(db, "SELECT id, attempts FROM heartbeats")
     assert attempts == 2 + 2 + 2 + 1
     assert dict(faults.stats) == {"reset": 2, "lost_after_store": 2, "pass": 1}
     assert resets_upstream == 4
     assert collector.answers.by_id() == {hid: ["accepted", "duplicate", "duplicate"]}
     assert f"delivered heartbeat {hid} (duplicate, 1 attempt(s))" in ok.stdout
-    assert usage(collector.totals()) == dict(tracked)
+    assert collector.totals() == dict(tracked)
     record(
         "nginx_resets",
         events_tracked=sum(tracked.values()),
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         resets_sender_side=2,
         resets_upstream=4,
         stored_then_lost=2,

@@ -19,52 +19,38 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from collector import Storage
 from outbox import Telemetry, heartbeats, maintenance
-from outbox.config import Config
 from outbox.contract import iso_utc
-from tests.helpers import FakeClock
-from tests.proof.support import LiveCollector, record, usage
-from worker.loop import Summary, Worker
-from worker.options import Options
-from worker.retry import RetryPolicy
+from tests.proof.harness import in_process_worker, record
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
+from tests.support.totals import payload_day_totals
+from worker.loop import Summary
+from worker.retry import CYCLE_CAP
+from worker.schedule import FIRST_DELAY
+from worker.sender import Delivery
 
 DAY = 86400
 #: 2026-12-01T00:00:00Z
 M0 = 1796083200
-KIND_KEYS = {"api": "api_usage", "command": "command_usage", "ui": "ui_actions"}
 NAMES = (
     [("api", f"v1.res{i:02d}.list") for i in range(40)]
     + [("command", f"job{i:02d}") for i in range(12)]
     + [("ui", f"button{i}") for i in range(8)]
 )
 
-Group = tuple[str, str, str]  # (UTC day, kind, name)
+Group = tuple[str, str, str]  # (UTC day, kind, name), as in DayTotals
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[LiveCollector]:
-    c = LiveCollector(tmp_path / "collector.db", clock=FakeClock(M0)).start()
-    c.stop()  # down from the start; it comes back on the same port
-    try:
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    with Collector(Storage(tmp_path / "collector.db"), clock=FakeClock(M0)).start() as c:
+        c.stop()  # down from the start; it comes back on the same port
         yield c
-    finally:
-        c.close()
-
-
-def config(db: Path, endpoint: str, max_rows: int) -> tuple[Config, Options]:
-    environ = {"HELIOS_TELEMETRY_ENABLED": "true", "HELIOS_VERSION": "1.4.2"}
-    return Config.from_env(environ, db_path=db, endpoint=endpoint), Options(
-        retry=RetryPolicy(attempts=3, max_wait=8.0),
-        connect_timeout=2.0,
-        read_timeout=10.0,
-        max_rows=max_rows,
-        chunk_pause=0.0,
-        checkpoint_every=3600.0,  # the loop would also wake every 30 s just to checkpoint
-    )
 
 
 class Month:
@@ -73,18 +59,15 @@ class Month:
     def __init__(self, db: Path, endpoint: str, max_rows: int, seed: int) -> None:
         self.clock = FakeClock(M0 - 3600)
         self.rng = random.Random(seed)
-        self.worker = Worker(
-            *config(db, endpoint, max_rows),
-            clock=self.clock,
-            sleep=lambda s: None,
-            rng=random.Random(seed),
+        self.worker = in_process_worker(
+            db, endpoint, clock=self.clock, max_rows=max_rows, seed=seed
         )
-        self.worker.open()
         self.t = Telemetry(db_path=db, enabled=True, environ={}, clock=self.clock)
         self.tracked: Counter[Group] = Counter()
         self.order: list[Group] = []  # groups by first occurrence
         self.calls = 0
         self.summaries: list[Summary] = []
+        self.deliveries: list[tuple[float, Delivery]] = []  # (when, what) per delivery cycle
         self.max_rows_seen = 0
         self.max_bytes_seen = 0
         self.wake = self.clock.now
@@ -110,6 +93,7 @@ class Month:
             self.clock.now = max(self.clock.now, self.wake)
             s = self.worker.tick(self.clock.now)
             self.summaries.append(s)
+            self.deliveries += [(self.clock.now, d) for d in s.deliveries]
             conn = self.worker.conn
             self.max_rows_seen = max(self.max_rows_seen, maintenance.unsealed_rows(conn))
             pages, size = conn.execute(
@@ -131,26 +115,13 @@ class Month:
         return {g: n for g, n in self.tracked.items() if keep is None or g in keep}
 
 
-def collector_days(c: LiveCollector) -> dict[Group, int]:
-    return {g: n for g, n in c.day_totals().items() if g[1] != "dropped"}
-
-
-def payload_days(p: dict[str, Any]) -> dict[Group, int]:
-    out: dict[Group, int] = {}
-    for day, maps in p["days"].items():
-        for kind, key in KIND_KEYS.items():
-            for name, n in maps[key].items():
-                out[(day, kind, name)] = n
-    return out
-
-
 @pytest.mark.slow
 def test_a_month_offline_stays_under_the_cap_and_is_delivered_once_by_day(
-    tmp_path: Path, collector: LiveCollector, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="worker")
     db = tmp_path / "outbox" / "telemetry.db"
-    m = Month(db, collector.url, max_rows=5_000, seed=30)
+    m = Month(db, collector.endpoint, max_rows=5_000, seed=30)
     try:
         m.offline(days=30, calls_per_hour=125)
         conn = m.worker.conn
@@ -167,9 +138,19 @@ def test_a_month_offline_stays_under_the_cap_and_is_delivered_once_by_day(
             "unknown_name": 0,
         }
         assert collector.answers.log == []
+        # Delivery was tried all month long, 3 attempts per backoff window, with one log line
+        # per window: the first window at the first seal, then at most an hour apart (the cap
+        # of the backoff; a retry due while an hour's events are tracked runs right after).
+        cycles = m.deliveries
+        assert {(d.result, d.attempts) for _, d in cycles} == {("pending", 3)}
+        times = [at for at, _ in cycles]
+        assert times[0] == M0 - 3600 + FIRST_DELAY
+        gaps = [b - a for a, b in zip(times, [*times[1:], m.clock.now], strict=True)]
+        assert max(gaps) <= CYCLE_CAP + 61
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == len(cycles)
         attempts = heartbeats.get(conn, pending.id).attempts  # type: ignore[union-attr]
-        assert attempts == 3 * len(warnings)  # one line per backoff window
+        assert attempts == 3 * len(cycles)
 
         collector.start()
         m.run_until(m.clock.now + 2 * 3600)
@@ -182,18 +163,18 @@ def test_a_month_offline_stays_under_the_cap_and_is_delivered_once_by_day(
     assert first["days"] == {}
     assert len(month["days"]) == 30
     assert list(month["days"])[0] == "2026-12-01" and list(month["days"])[-1] == "2026-12-30"
-    assert payload_days(month) == m.usage_by_day()
+    assert payload_day_totals([month]) == m.usage_by_day()
     assert month["dropped"] == {"invalid_name": 0, "storage_error": 0, "over_capacity": 0}
-    assert collector_days(collector) == m.usage_by_day()
+    assert collector.day_totals() == m.usage_by_day()
     assert collector.answers.statuses() == Counter({"accepted": 2})
     events = sum(m.tracked.values())
-    assert sum(usage(collector.totals()).values()) == events
+    assert sum(collector.totals().values()) == events
     record(
         "outage_month",
         simulated_days=30,
         track_calls=m.calls,
         events_tracked=events,
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         events_per_day=events // 30,
         names=len(NAMES),
         max_unsealed_rows=m.max_rows_seen,
@@ -208,12 +189,12 @@ def test_a_month_offline_stays_under_the_cap_and_is_delivered_once_by_day(
 
 
 def test_past_the_cap_the_oldest_rows_are_dropped_and_reported_exactly(
-    tmp_path: Path, collector: LiveCollector, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="worker")
     db = tmp_path / "outbox" / "telemetry.db"
     cap = 200
-    m = Month(db, collector.url, max_rows=cap, seed=12)
+    m = Month(db, collector.endpoint, max_rows=cap, seed=12)
     try:
         m.offline(days=8, calls_per_hour=30)
         conn = m.worker.conn
@@ -235,11 +216,10 @@ def test_past_the_cap_the_oldest_rows_are_dropped_and_reported_exactly(
         "storage_error": 0,
         "over_capacity": over_capacity,
     }
-    assert payload_days(payload) == m.usage_by_day(kept)
-    assert collector_days(collector) == m.usage_by_day(kept)
-    dropped_at_collector = {g: n for g, n in collector.day_totals().items() if g[1] == "dropped"}
-    assert sum(dropped_at_collector.values()) == over_capacity
-    counted = sum(usage(collector.totals()).values())
+    assert payload_day_totals([payload]) == m.usage_by_day(kept)
+    assert collector.day_totals() == m.usage_by_day(kept)
+    assert {r: n for r, n in collector.dropped().items() if n} == {"over_capacity": over_capacity}
+    counted = sum(collector.totals().values())
     tracked = sum(m.tracked.values())
     assert counted + over_capacity == tracked
     # The oldest went first: every lost day is no later than every kept day.

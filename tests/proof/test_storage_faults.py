@@ -13,12 +13,10 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,29 +26,12 @@ import pytest
 from outbox import Telemetry, heartbeats, store
 from outbox.store import Meta
 from outbox.store import get as get_meta
-from tests.helpers import FakeClock
-from tests.proof.support import (
-    LiveCollector,
-    Proc,
-    record,
-    run_worker,
-    usage,
-    wait_for,
-    worker_env,
-)
-from tests.proof.test_outage_capacity import config
-from worker.loop import Worker
+from tests.proof.harness import in_process_worker, record
+from tests.support.clock import FakeClock
+from tests.support.collector import Collector
+from tests.support.processes import Proc, run_worker, wait_for, worker_env
 
 ONCE = ["--once", "--retry-attempts", "2", "--retry-max-wait", "0.2"]
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[LiveCollector]:
-    c = LiveCollector(tmp_path / "collector" / "collector.db", clock=FakeClock()).start()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def burst(t: Telemetry, n: int, name: str = "users.list") -> list[bool]:
@@ -104,7 +85,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
 
 
 def test_disk_full_during_seal_and_during_mark(
-    tiny_disk: TinyDisk, collector: LiveCollector, caplog: pytest.LogCaptureFixture
+    tiny_disk: TinyDisk, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="worker")
     db = tiny_disk.where / "telemetry.db"
@@ -134,15 +115,7 @@ def test_disk_full_during_seal_and_during_mark(
         stored.update(burst(t, 50))  # the app keeps going
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 4
 
-    w = Worker(
-        *config(db, collector.url, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        hook=disk_full_once,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=disk_full_once)
     try:
         assert w.run() == 0
         stored.update(burst(t, 1))  # writes down the losses held in memory
@@ -161,8 +134,8 @@ def test_disk_full_during_seal_and_during_mark(
     assert sorted(answers.values()) == [["accepted"]] * (len(answers) - 1) + [
         ["accepted", "duplicate"]
     ]
-    assert usage(collector.totals()) == {("api", "users.list"): stored[True]}
-    assert collector.totals()[("dropped", "storage_error")] == failed_tracks
+    assert collector.totals() == {("api", "users.list"): stored[True]}
+    assert collector.dropped()["storage_error"] == failed_tracks
     assert stored[False] == 0
     record(
         "storage_disk_full",
@@ -177,7 +150,7 @@ def test_disk_full_during_seal_and_during_mark(
 
 
 def test_disk_full_during_seal_and_during_mark_with_max_page_count(
-    tmp_path: Path, collector: LiveCollector, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The same two faults with no mount, so that they are proven on every machine: the
     worker's connection may not grow the file (``PRAGMA max_page_count`` at its page count).
@@ -218,15 +191,7 @@ def test_disk_full_during_seal_and_during_mark_with_max_page_count(
         clock.advance(max(timeout, 1.0))
         return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 2
 
-    w = Worker(
-        *config(db, collector.url, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        hook=cap_file,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=cap_file)
     try:
         w.maintain(clock.now)  # compacted first: the seal's heartbeat row needs new pages
         assert w.run() == 0
@@ -239,11 +204,11 @@ def test_disk_full_during_seal_and_during_mark_with_max_page_count(
     assert failed == [f"cycle failed (1 in a row): {full}", f"cycle failed (2 in a row): {full}"]
     # The heartbeat whose mark failed was sent again, answered "duplicate", counted once.
     assert list(collector.answers.by_id().values()) == [["accepted", "duplicate"]]
-    assert usage(collector.totals()) == dict(tracked)
+    assert collector.totals() == dict(tracked)
     record(
         "storage_max_page_count",
         events_tracked=sum(tracked.values()),
-        events_counted=sum(usage(collector.totals()).values()),
+        events_counted=sum(collector.totals().values()),
         failed_cycles=2,
         resent_after_failed_mark=1,
         doubled=0,
@@ -286,12 +251,12 @@ def read_only(path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_read_only_outbox(tmp_path: Path, collector: LiveCollector) -> None:
+def test_read_only_outbox(tmp_path: Path, collector: Collector) -> None:
     db = tmp_path / "outbox" / "telemetry.db"
     tick = FakeClock(0)
     t = Telemetry(db_path=db, enabled=True, environ={}, monotonic=tick)
     before = burst(t, 300)
-    env = worker_env(db, collector.url)
+    env = worker_env(db, collector.endpoint)
     first = run_worker(*ONCE, env=env)
     assert first.returncode == 0, first.stderr
     t.close()
@@ -315,8 +280,8 @@ def test_read_only_outbox(tmp_path: Path, collector: LiveCollector) -> None:
     assert done.returncode == 0, done.stderr
     answers = collector.answers.by_id()
     assert list(answers.values()) == [["accepted"], ["accepted"]]  # nothing sent twice
-    assert usage(collector.totals()) == {("api", "users.list"): before.count(True) + 100}
-    assert collector.totals()[("dropped", "storage_error")] == 200
+    assert collector.totals() == {("api", "users.list"): before.count(True) + 100}
+    assert collector.dropped()["storage_error"] == 200
     record(
         "storage_read_only",
         how=how,
@@ -333,7 +298,7 @@ def test_read_only_outbox(tmp_path: Path, collector: LiveCollector) -> None:
 
 
 def test_outbox_replaced_by_garbage_while_the_worker_runs(
-    tmp_path: Path, collector: LiveCollector, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     db = tmp_path / "outbox" / "telemetry.db"
@@ -361,14 +326,7 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
             ok.extend(burst(t, 250))  # the worker recovered the file: stored again
         return cycles == 2
 
-    w = Worker(
-        *config(db, collector.url, 50_000),
-        clock=clock,
-        sleep=lambda s: None,
-        wait=wait,
-        rng=random.Random(1),
-    )
-    w.open()
+    w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait)
     try:
         w.tick(clock.now, force=True)  # the first heartbeat, acknowledged
         assert w.run() == 0
@@ -388,10 +346,10 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
     assert "counted as dropped.storage_error" in said[1]
     answers = collector.answers.by_id()
     assert all(v == ["accepted"] for v in answers.values())  # nothing sent twice
-    assert usage(collector.totals()) == {("api", "users.list"): ok.count(True)}
+    assert collector.totals() == {("api", "users.list"): ok.count(True)}
     assert ok.count(True) == 550
     # the recovery itself (one) and every track call that met the garbage
-    assert collector.totals()[("dropped", "storage_error")] == 1 + failed
+    assert collector.dropped()["storage_error"] == 1 + failed
     record(
         "storage_garbage",
         events_tracked=ok.count(True),
@@ -407,16 +365,16 @@ def test_outbox_replaced_by_garbage_while_the_worker_runs(
 
 
 @pytest.mark.slow
-def test_worker_frozen_with_sigstop(tmp_path: Path, collector: LiveCollector) -> None:
+def test_worker_frozen_with_sigstop(tmp_path: Path, collector: Collector) -> None:
     db = tmp_path / "outbox" / "telemetry.db"
     t = Telemetry(db_path=db, enabled=True, environ={})
     first = burst(t, 400)
-    env = worker_env(db, collector.url)
+    env = worker_env(db, collector.endpoint)
     collector.stop()
     down = run_worker(*ONCE, env=env)
     assert down.returncode == 1  # a heartbeat left pending for the loop to deliver
     collector.start()
-    loop = Proc([sys.executable, "-m", "worker", "--log-level", "debug"], env, tmp_path / "w.log")
+    loop = Proc.worker("--log-level", "debug", env=env, log=tmp_path / "w.log")
     with loop:
         wait_for("the loop's first delivery", lambda: len(collector.answers.log) == 1)
         # Frozen between two cycles (frozen inside a transaction, it would hold the write
@@ -439,7 +397,7 @@ def test_worker_frozen_with_sigstop(tmp_path: Path, collector: LiveCollector) ->
     assert done.returncode == 0, done.stderr
     answers = collector.answers.by_id()
     assert list(answers.values()) == [["accepted"], ["accepted"]]
-    assert usage(collector.totals()) == {("api", "users.list"): first.count(True) + 2000}
+    assert collector.totals() == {("api", "users.list"): first.count(True) + 2000}
     with contextlib.closing(sqlite3.connect(db)) as c:
         assert store.drops(c).total["storage_error"] == 0
     record(

@@ -5,13 +5,16 @@
 It calls ``Telemetry.track`` until the stop file appears (or ``--max-seconds``
 pass), choosing kind, name and count from its own seeded generator, and keeps
 exactly what each call returned: the counts of the calls that returned True (what
-must reach the collector), the calls that returned False (a valid name refused for
-storage reasons, or a deliberately invalid name), and any exception (there must
-be none: a track call never raises). Each call is timed. At the end it writes the
+must reach the collector), the calls that returned False (a deliberately invalid
+name, or a valid one refused: a ``storage_error`` when the client kept the loss to
+write down later, its ``unstored`` grew by the call's count, else an ``over_capacity``
+the client wrote at once, the outbox being over its size), and any exception (there
+must be none: a track call never raises). Each call is timed. At the end it writes the
 result atomically to ``--out`` as JSON.
 
 ``--pause`` seconds are slept after each call (0: full speed); ``--invalid`` is the
-share of calls with a name the rules refuse (counted as ``dropped.invalid_name``).
+share of calls with a name the rules refuse (counted as ``dropped.invalid_name``);
+``--busy-timeout`` is how long a call waits for the write lock (default: the library's).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from array import array
 from collections import Counter
 from pathlib import Path
 
-from outbox import Telemetry
+from outbox import Telemetry, db
 from outbox.contract import Kind
 
 #: The known mix: valid names per kind (DESIGN.md section 4 rules).
@@ -67,14 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=0.0)
     p.add_argument("--invalid", type=float, default=0.0)
     p.add_argument("--max-count", type=int, default=3)
+    p.add_argument("--busy-timeout", type=float, default=db.DEFAULT_BUSY_TIMEOUT)
     a = p.parse_args(argv)
 
     rng = random.Random(a.seed)
     kinds: list[Kind] = list(KIND_WEIGHTS)
     weights = [KIND_WEIGHTS[k] for k in kinds]
-    telemetry = Telemetry(db_path=a.db, enabled=True, environ={})
+    telemetry = Telemetry(db_path=a.db, enabled=True, environ={}, busy_timeout=a.busy_timeout)
     tracked: Counter[tuple[str, str]] = Counter()
-    refused_valid: Counter[tuple[str, str]] = Counter()  # valid name, returned False
+    refused_storage: Counter[tuple[str, str]] = Counter()  # valid name, False: storage_error
+    refused_capacity: Counter[tuple[str, str]] = Counter()  # valid name, False: over_capacity
     invalid_calls = invalid_true = calls = calls_false = 0
     exceptions: list[str] = []
     latencies = array("d")
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = a.invalid > 0 and rng.random() < a.invalid
         name = rng.choice(INVALID) if bad else rng.choice(NAMES[kind])
         count = 1 if rng.random() < 0.7 else rng.randint(1, a.max_count)
+        held = telemetry.unstored.get("storage_error", 0)
         t0 = perf()
         try:
             ok = telemetry.track(kind, name, count)
@@ -106,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         elif ok:
             tracked[(kind, name)] += count
         else:
-            refused_valid[(kind, name)] += count
             calls_false += 1
+            if telemetry.unstored.get("storage_error", 0) - held == count:
+                refused_storage[(kind, name)] += count
+            else:
+                refused_capacity[(kind, name)] += count
         if a.pause:
             time.sleep(a.pause)
     elapsed = time.monotonic() - started
@@ -122,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "calls": calls,
         "seconds": elapsed,
         "tracked": [[k, n, c] for (k, n), c in sorted(tracked.items())],
-        "refused_valid": [[k, n, c] for (k, n), c in sorted(refused_valid.items())],
+        "refused_storage": [[k, n, c] for (k, n), c in sorted(refused_storage.items())],
+        "refused_over_capacity": [[k, n, c] for (k, n), c in sorted(refused_capacity.items())],
         "calls_false": calls_false,
         "invalid_calls": invalid_calls,
         "invalid_true": invalid_true,

@@ -21,12 +21,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.env import free_port
 
 #: The fix named when PostgreSQL is missing or does not start.
 INSTALL = (
@@ -66,12 +67,6 @@ def missing_reason() -> str:
         "PostgreSQL is not installed (no initdb on the PATH or in /usr/lib/postgresql/*/bin): "
         + INSTALL
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -158,7 +153,7 @@ def throwaway_cluster(
                 f"refuses root): create one (useradd --system postgres), or {INSTALL}"
             ) from None
     folder = Path(tempfile.mkdtemp(prefix=prefix))
-    cluster = Cluster(bindir, folder, _free_port(), as_root)
+    cluster = Cluster(bindir, folder, free_port(), as_root)
     started = False
     try:
         if as_root:
@@ -191,3 +186,19 @@ def throwaway_cluster(
                     cluster.stop("fast" if started else "immediate")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def drop_collector_tables(dsn: str) -> str:
+    """Drop every table of the collector in the database at ``dsn``, so that the next
+    collector starts from an empty one; returns ``dsn``."""
+    import sqlalchemy as sa
+
+    from collector.schema import metadata
+
+    engine = sa.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+    finally:
+        engine.dispose()
+    return dsn

@@ -1,11 +1,9 @@
-"""Fixtures for the worker tests: a real receiver, in-process workers on a fake clock,
-and the real command line in a subprocess."""
+"""Fixtures for the worker tests: a real receiver, in-process workers on a fake clock
+(the real command line in a subprocess is ``tests.support.processes.run_worker``)."""
 
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +11,13 @@ from typing import Any
 import pytest
 
 from outbox.config import Config
-from tests.helpers import INSTANCE_ID, FakeClock, child_env
-from tests.receiver import Receiver
+from tests.support.clock import FakeClock
+from tests.support.outboxes import INSTANCE_ID
+from tests.support.receiver import Receiver
 from worker.loop import Worker
 from worker.options import Options
 from worker.retry import RetryPolicy
 
-ROOT = Path(__file__).resolve().parents[2]
 VERSION = "1.4.2"
 
 
@@ -80,11 +78,11 @@ def make_worker(db_path: Path, clock: FakeClock, sleeps: Sleeps) -> Iterator[Cal
     made: list[Worker] = []
 
     def make(*, opened: bool = True, **kwargs: Any) -> Worker:
-        parts = {k: kwargs.pop(k) for k in ("transport", "hook", "wait") if k in kwargs}
+        parts = {k: kwargs.pop(k) for k in ("transport", "hook", "wait", "sleep") if k in kwargs}
+        parts.setdefault("sleep", sleeps)
         w = Worker(
             *make_config(db_path, **kwargs),
             clock=clock,
-            sleep=sleeps,
             rng=random.Random(7),
             new_instance_id=lambda: INSTANCE_ID,  # its schedule slot is the same every run
             **parts,
@@ -97,20 +95,6 @@ def make_worker(db_path: Path, clock: FakeClock, sleeps: Sleeps) -> Iterator[Cal
     yield make
     for w in made:
         w.close()
-
-
-def run_worker(
-    *args: str, env: dict[str, str] | None = None, module: str = "worker", timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """The real command line in a subprocess (``python -m worker ...``)."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env if env is not None else child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def drive(worker: Worker, clock: FakeClock, until: float) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,13 +13,13 @@ import pytest
 
 from outbox import Telemetry, db, heartbeats, store
 from outbox.store import Meta
-from tests.helpers import child_env
-from tests.receiver import Receiver, Scripted
+from tests.support.env import child_env
+from tests.support.outboxes import query
+from tests.support.processes import Proc, once, run_worker, wait_for, worker_env
+from tests.support.receiver import Receiver, Scripted
 from worker.__main__ import cli
 
-from .conftest import ROOT, run_worker
-
-ON = {"HELIOS_TELEMETRY_ENABLED": "true"}
+ON = worker_env()
 
 
 def tracked(make_telemetry: Callable[..., Telemetry]) -> None:
@@ -34,10 +33,10 @@ def tracked(make_telemetry: Callable[..., Telemetry]) -> None:
 
 
 EXPECTED = {
-    ("api_usage", "users.list"): 12,
-    ("api_usage", "groups.get"): 3,
-    ("command_usage", "sync"): 1,
-    ("ui_actions", "bulk_edit"): 2,
+    ("api", "users.list"): 12,
+    ("api", "groups.get"): 3,
+    ("command", "sync"): 1,
+    ("ui", "bulk_edit"): 2,
 }
 
 
@@ -45,7 +44,7 @@ def test_once_delivers_and_resets_the_counters(
     db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
 ) -> None:
     tracked(make_telemetry)
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    r = run_worker(*once(db_path, receiver.url), env=ON)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("delivered heartbeat ") and "(accepted, 1 attempt(s))" in r.stdout
     assert receiver.totals() == EXPECTED
@@ -59,7 +58,7 @@ def test_once_delivers_and_resets_the_counters(
     finally:
         conn.close()
     # a second run has nothing to send
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    r = run_worker(*once(db_path, receiver.url), env=ON)
     assert (r.returncode, r.stdout) == (0, "nothing to send\n")
     assert len(receiver.posts()) == 1
 
@@ -68,13 +67,7 @@ def test_once_reads_the_environment(
     db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
 ) -> None:
     tracked(make_telemetry)
-    env = child_env(
-        **ON,
-        HELIOS_TELEMETRY_DB=str(db_path),
-        HELIOS_TELEMETRY_ENDPOINT=receiver.url,
-        HELIOS_VERSION="9.9.9",
-        HELIOS_EDITION="licensed",
-    )
+    env = worker_env(db_path, receiver.url, HELIOS_VERSION="9.9.9", HELIOS_EDITION="licensed")
     r = run_worker("--once", env=env)
     assert r.returncode == 0, r.stderr
     [p] = receiver.payloads()
@@ -88,23 +81,14 @@ def test_once_exits_1_when_a_heartbeat_stays_pending(
     tracked(make_telemetry)
     receiver.script.extend(Scripted(503) for _ in range(3))
     r = run_worker(
-        "--once",
-        "--db",
-        str(db_path),
-        "--endpoint",
-        receiver.url,
-        "--retry-attempts",
-        "3",
-        "--retry-max-wait",
-        "0.01",
-        env=child_env(**ON),
+        *once(db_path, receiver.url, "--retry-attempts", "3", "--retry-max-wait", "0.01"), env=ON
     )
     assert r.returncode == 1
     assert "still pending (HTTP 503); it will be retried" in r.stderr
     assert r.stderr.count("not delivered") == 1  # one line for the whole backoff window
     assert len(receiver.posts()) == 3
     # the next run delivers the same heartbeat (the same bytes)
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**ON))
+    r = run_worker(*once(db_path, receiver.url), env=ON)
     assert r.returncode == 0, r.stderr
     bodies = {p.body for p in receiver.posts()}
     assert len(bodies) == 1 and receiver.totals() == EXPECTED
@@ -115,10 +99,9 @@ def test_once_reports_a_retired_endpoint(
 ) -> None:
     tracked(make_telemetry)
     receiver.script.append(Scripted(410))
-    args = ("--once", "--db", str(db_path), "--endpoint", receiver.url)
-    r = run_worker(*args, env=child_env(**ON))
+    r = run_worker(*once(db_path, receiver.url), env=ON)
     assert r.returncode == 1 and "the endpoint is retired (410 Gone)" in r.stderr
-    r = run_worker(*args, env=child_env(**ON))  # nothing is sent to it again
+    r = run_worker(*once(db_path, receiver.url), env=ON)  # nothing is sent to it again
     assert r.returncode == 1 and len(receiver.posts()) == 1
     conn = db.connect(db_path)
     try:
@@ -131,14 +114,7 @@ def test_local_mode_seals_and_opens_no_connection(
     db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
 ) -> None:
     tracked(make_telemetry)
-    r = run_worker(
-        "--once",
-        "--db",
-        str(db_path),
-        "--endpoint",
-        receiver.url,
-        env=child_env(HELIOS_TELEMETRY_ENABLED="local"),
-    )
+    r = run_worker(*once(db_path, receiver.url), env=child_env(HELIOS_TELEMETRY_ENABLED="local"))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("local mode: sealed heartbeat ")
     assert receiver.connections == 0
@@ -197,40 +173,20 @@ def test_the_console_script_is_installed() -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_step_and_exits_0(db_path: Path, receiver: Receiver) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "--db", str(db_path), "--endpoint", receiver.url],
-        cwd=ROOT,
-        env=child_env(**ON),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if db_path.exists():
-                conn = db.connect(db_path)
-                try:
-                    row = conn.execute("SELECT pid FROM worker_lease").fetchone()
-                finally:
-                    conn.close()
-                if row is not None and row[0] == proc.pid:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the worker never took the lease")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "SIGTERM: finishing the current step, then exiting" in err
-    conn = db.connect(db_path)
-    try:
-        expires = conn.execute("SELECT expires_at FROM worker_lease").fetchone()[0]
-    finally:
-        conn.close()
+def test_sigterm_finishes_the_step_and_exits_0(
+    db_path: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    args = ("--db", str(db_path), "--endpoint", receiver.url)
+    with Proc.worker(*args, env=ON, log=tmp_path / "worker.log") as proc:
+
+        def holds_the_lease() -> bool:
+            rows = query(db_path, "SELECT pid FROM worker_lease") if db_path.exists() else []
+            return rows == [(proc.pid,)]
+
+        wait_for("the worker to take the lease", holds_the_lease)
+        code = proc.stop()
+    assert code == 0, proc.text()
+    assert "SIGTERM: finishing the current step, then exiting" in proc.text()
+    [(expires,)] = query(db_path, "SELECT expires_at FROM worker_lease")
     assert expires <= time.time() + 1  # released on the way out
     assert os.path.exists(db_path)

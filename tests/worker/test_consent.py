@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from outbox import Telemetry, consent, db, heartbeats
-from tests.helpers import FakeClock, recording_connects
-from tests.receiver import Receiver, Scripted
+from tests.support.clock import FakeClock
+from tests.support.env import recording_connects
+from tests.support.receiver import Receiver, Scripted
 from worker.loop import Worker
 from worker.retry import RetryPolicy
 
@@ -35,9 +36,12 @@ def test_an_opt_out_between_two_attempts_stops_the_delivery(
     t = make_telemetry()
     t.track_command("sync", 7)
     receiver.script.append(Scripted(503))
-    w = make_worker(endpoint=receiver.url, retry=RetryPolicy(attempts=5))
     # The wait between attempt 1 and 2 is where the administrator switches off.
-    w.delivery._sleep = lambda _seconds: switch_off(db_path)
+    w = make_worker(
+        endpoint=receiver.url,
+        retry=RetryPolicy(attempts=5),
+        sleep=lambda _seconds: switch_off(db_path),
+    )
     s = w.tick(clock.now, force=True)
     [d] = s.deliveries
     assert (d.result, d.attempts) == ("withdrawn", 1)
@@ -58,8 +62,7 @@ def test_an_opt_out_during_a_slow_attempt_is_the_last_attempt(
     t.track_command("sync", 7)
     receiver.script.append(Scripted(503))
     receiver.gate.clear()  # hold the answer: the attempt is slow
-    w = make_worker(endpoint=receiver.url, retry=RetryPolicy(attempts=5))
-    w.delivery._sleep = lambda _seconds: None
+    w = make_worker(endpoint=receiver.url, retry=RetryPolicy(attempts=5), sleep=lambda _: None)
     result: list[object] = []
     thread = threading.Thread(target=lambda: result.append(w.tick(clock.now, force=True)))
     thread.start()
@@ -83,14 +86,13 @@ def test_the_gate_reads_the_heartbeat_too(
     t = make_telemetry()
     t.track_command("sync")
     receiver.script.append(Scripted(503))
-    w = make_worker(endpoint=receiver.url, retry=RetryPolicy(attempts=5))
 
     def settle_elsewhere(_seconds: float) -> None:
         hb = heartbeats.pending(w.conn)
         assert hb is not None
         heartbeats.settle(w.conn, hb.id, status="sent", now=0, attempts=0)
 
-    w.delivery._sleep = settle_elsewhere
+    w = make_worker(endpoint=receiver.url, retry=RetryPolicy(attempts=5), sleep=settle_elsewhere)
     [d] = w.tick(clock.now, force=True).deliveries
     assert d.result == "withdrawn" and "no longer pending (sent)" in (d.error or "")
     assert len(receiver.requests) == 1

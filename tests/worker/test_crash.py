@@ -10,74 +10,30 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from outbox import db, heartbeats, store
-from tests.helpers import T0, child_env
-from tests.receiver import Receiver, Scripted
-
-from .conftest import ROOT, run_worker
+from tests.support.outboxes import Outbox
+from tests.support.processes import kill_worker_at, once, run_worker, worker_env
+from tests.support.receiver import Receiver, Scripted
 
 pytestmark = pytest.mark.slow
 
-ON = child_env(HELIOS_TELEMETRY_ENABLED="true")
-KEYS = {"api": "api_usage", "command": "command_usage", "ui": "ui_actions"}
+ON = worker_env()
 
 
-class Outbox:
-    """Events written straight into a real outbox file, and what was written in all."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.written: Counter[tuple[str, str]] = Counter()
-
-    def add(self, n: int, *, kind: str = "api", name: str = "users.list", day: int = 0) -> None:
-        conn = db.connect(self.path)
-        try:
-            conn.executemany(
-                "INSERT INTO events (kind, name, count, at) VALUES (?, ?, 1, ?)",
-                [(kind, name, T0 + day * 86400 + i % 3600) for i in range(n)],
-            )
-        finally:
-            conn.close()
-        self.written[(KEYS[kind], name)] += n
-
-    def conn(self) -> sqlite3.Connection:
-        return db.connect(self.path)
+def connect(outbox: Outbox) -> sqlite3.Connection:
+    return db.connect(outbox.path)
 
 
-def once(outbox: Outbox, receiver: Receiver, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_worker(
-        "--once",
-        "--db",
-        str(outbox.path),
-        "--endpoint",
-        receiver.url,
-        "--retry-attempts",
-        "1",
-        *extra,
-        env=ON,
-    )
+def once_to(outbox: Outbox, receiver: Receiver, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_worker(*once(outbox.path, receiver.url, "--retry-attempts", "1", *extra), env=ON)
 
 
 def killed_at(step: str, outbox: Outbox, receiver: Receiver) -> subprocess.CompletedProcess[str]:
-    r = run_worker(
-        step,
-        "--",
-        "--once",
-        "--db",
-        str(outbox.path),
-        "--endpoint",
-        receiver.url,
-        "--retry-attempts",
-        "1",
-        module="tests.worker.kill_at",
-        env=ON,
-    )
+    r = kill_worker_at(step, *once(outbox.path, receiver.url, "--retry-attempts", "1"), env=ON)
     assert r.returncode == -signal.SIGKILL, (step, r.returncode, r.stderr)
     return r
 
@@ -95,20 +51,20 @@ def test_killed_between_send_and_mark_resends_the_same_id(
     killed_at("after_post", outbox, receiver)
     [first] = receiver.posts()
     assert receiver.totals() == dict(outbox.written)  # received and counted ...
-    conn = outbox.conn()
+    conn = connect(outbox)
     try:
         hb = heartbeats.pending(conn)  # ... but not marked
         assert hb is not None and hb.id == first.headers["idempotency-key"]
     finally:
         conn.close()
-    r = once(outbox, receiver)
+    r = once_to(outbox, receiver)
     assert r.returncode == 0, r.stderr
     assert "(duplicate, 1 attempt(s))" in r.stdout
     second = receiver.posts()[1]
     assert second.headers["idempotency-key"] == first.headers["idempotency-key"]
     assert second.body == first.body
     assert receiver.totals() == dict(outbox.written)  # still exact: counted once
-    conn = outbox.conn()
+    conn = connect(outbox)
     try:
         [hb] = heartbeats.history(conn)
         assert hb.status == "sent" and '"status": "duplicate"' in (hb.receipt or "")
@@ -121,7 +77,7 @@ def test_killed_during_the_seal_leaves_no_heartbeat_and_the_events_pending(
 ) -> None:
     outbox.add(30)
     killed_at("before_seal_commit", outbox, receiver)
-    conn = outbox.conn()
+    conn = connect(outbox)
     try:
         assert heartbeats.history(conn) == []
         assert [(c.kind, c.name, c.count) for c in store.pending_counters(conn)] == [
@@ -130,7 +86,7 @@ def test_killed_during_the_seal_leaves_no_heartbeat_and_the_events_pending(
     finally:
         conn.close()
     assert receiver.connections == 0
-    assert once(outbox, receiver).returncode == 0
+    assert once_to(outbox, receiver).returncode == 0
     assert receiver.totals() == dict(outbox.written)
 
 
@@ -157,11 +113,11 @@ def test_killed_at_any_step_then_restarted_counts_everything_once(
     outbox.add(5, kind="ui", name="bulk_edit", day=1)
     killed_at(step, outbox, receiver)
     outbox.add(7, kind="command", name="sync")  # tracked while the worker was down
-    r = once(outbox, receiver)
+    r = once_to(outbox, receiver)
     assert r.returncode == 0, r.stderr
     assert receiver.totals() == dict(outbox.written)
     assert len(receiver.stored) == len({p.headers["idempotency-key"] for p in receiver.posts()})
-    conn = outbox.conn()
+    conn = connect(outbox)
     try:
         assert heartbeats.pending(conn) is None and store.pending_counters(conn) == []
     finally:
@@ -172,12 +128,12 @@ def test_killed_during_compaction_of_a_backlog(outbox: Outbox, receiver: Receive
     """Receiver down: the first heartbeat stays pending and the backlog behind it is compacted."""
     outbox.add(10)
     receiver.script.append(Scripted(503))
-    assert once(outbox, receiver).returncode == 1  # sealed, pending
+    assert once_to(outbox, receiver).returncode == 1  # sealed, pending
     for day in range(3):
         outbox.add(15_000, day=day)
     receiver.script.append(Scripted(503))
     killed_at("compact", outbox, receiver)  # after the first compaction transaction
-    conn = outbox.conn()
+    conn = connect(outbox)
     try:
         rows = conn.execute(
             "SELECT count(*) FROM events WHERE id > ?", (store.sealed_through(conn),)
@@ -186,14 +142,14 @@ def test_killed_during_compaction_of_a_backlog(outbox: Outbox, receiver: Receive
         assert sum(c.count for c in store.pending_counters(conn)) == 45_000  # totals unchanged
     finally:
         conn.close()
-    r = once(outbox, receiver)  # the pending one goes first, then the backlog is sealed and sent
+    r = once_to(outbox, receiver)  # the pending one goes first, then the backlog is sealed and sent
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("delivered heartbeat") == 2
     assert receiver.totals() == dict(outbox.written)
     assert sorted(receiver.day_totals()) == [
-        ("2026-11-25", "api_usage", "users.list"),
-        ("2026-11-26", "api_usage", "users.list"),
-        ("2026-11-27", "api_usage", "users.list"),
+        ("2026-11-25", "api", "users.list"),
+        ("2026-11-26", "api", "users.list"),
+        ("2026-11-27", "api", "users.list"),
     ]
 
 
@@ -201,24 +157,6 @@ def test_the_wrapper_runs_normally_when_the_step_is_never_reached(
     outbox: Outbox, receiver: Receiver
 ) -> None:
     outbox.add(3)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.worker.kill_at",
-            "no_such_step",
-            "--",
-            "--once",
-            "--db",
-            str(outbox.path),
-            "--endpoint",
-            receiver.url,
-        ],
-        cwd=ROOT,
-        env=ON,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = kill_worker_at("no_such_step", *once(outbox.path, receiver.url), env=ON)
     assert r.returncode == 0, r.stderr
     assert receiver.totals() == dict(outbox.written)

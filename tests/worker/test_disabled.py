@@ -4,9 +4,6 @@ what was not sent (leaving no trace in the files); off by default, it holds back
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +13,13 @@ import pytest
 from outbox import Telemetry, consent, db, heartbeats, store
 from outbox.contract import DROP_REASONS
 from outbox.store import Meta
-from tests.helpers import FakeClock, child_env, raw_files_contain, totals
-from tests.receiver import Receiver, Scripted
+from tests.support.clock import FakeClock
+from tests.support.env import child_env
+from tests.support.outboxes import raw_files_contain
+from tests.support.processes import Proc, once, run_worker, wait_for, worker_env
+from tests.support.receiver import Receiver, Scripted
+from tests.support.totals import totals
 from worker.loop import Worker
-
-from .conftest import ROOT, run_worker
 
 #: A name only the unsent data carries (never sent, so never in the sent history).
 MARKER = "zebracrossing.audit"
@@ -34,16 +33,7 @@ def unsent_outbox(
     for _ in range(5):
         t.track_api_call(MARKER)
     receiver.script.append(Scripted(503))
-    r = run_worker(
-        "--once",
-        "--db",
-        str(db_path),
-        "--endpoint",
-        receiver.url,
-        "--retry-attempts",
-        "1",
-        env=child_env(HELIOS_TELEMETRY_ENABLED="true"),
-    )
+    r = run_worker(*once(db_path, receiver.url, "--retry-attempts", "1"), env=worker_env())
     assert r.returncode == 1, r.stderr
     t.track_command("sync", 3)
     t.close()
@@ -66,7 +56,7 @@ def test_an_explicit_opt_out_erases_unsent_data_and_opens_no_socket(
     app = make_telemetry(enabled=True)  # a running app keeps its connection (and the WAL) open
     assert app.track_api_call(MARKER)
     assert raw_files_contain(db_path, MARKER)  # the control: it is there before
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env(**env))
+    r = run_worker(*once(db_path, receiver.url), env=child_env(**env))
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
         "telemetry is off: nothing sent, no connection opened; "
@@ -92,7 +82,7 @@ def test_a_worker_whose_environment_says_nothing_holds_back(
     unsent_outbox(db_path, receiver, make_telemetry)
     before = receiver.connections
     kept = totals(db_path)
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env())
+    r = run_worker(*once(db_path, receiver.url), env=child_env())
     assert r.returncode == 1
     message = (
         "telemetry is off for this worker (telemetry is off until someone turns it on), but 3 "
@@ -113,16 +103,9 @@ def test_a_worker_whose_environment_says_nothing_holds_back(
     finally:
         conn.close()
     # Started with the app's environment, the same worker sends them all.
-    r = run_worker(
-        "--once",
-        "--db",
-        str(db_path),
-        "--endpoint",
-        receiver.url,
-        env=child_env(HELIOS_TELEMETRY_ENABLED="true"),
-    )
+    r = run_worker(*once(db_path, receiver.url), env=worker_env())
     assert r.returncode == 0, r.stderr
-    assert receiver.totals() == {("api_usage", MARKER): 5, ("command_usage", "sync"): 3}
+    assert receiver.totals() == {("api", MARKER): 5, ("command", "sync"): 3}
     conn = db.connect(db_path)
     try:
         assert store.get(conn, Meta.WORKER_HELD_BACK) is None  # the note goes with the cause
@@ -152,7 +135,7 @@ def test_an_app_in_local_mode_keeps_a_willing_worker_local(
 
 
 def test_no_outbox_and_off_creates_nothing(db_path: Path, receiver: Receiver) -> None:
-    r = run_worker("--once", "--db", str(db_path), "--endpoint", receiver.url, env=child_env())
+    r = run_worker(*once(db_path, receiver.url), env=child_env())
     assert r.returncode == 0, r.stderr
     assert "telemetry is off" in r.stdout
     assert not db_path.exists() and not db_path.parent.exists()
@@ -173,7 +156,7 @@ def test_a_dormant_worker_wakes_when_the_outbox_appears(
     t.track_command("sync")
     s = w.tick(clock.now + 10, force=True)
     assert s.mode == "on" and [d.result for d in s.deliveries] == ["sent"]
-    assert receiver.totals() == {("command_usage", "sync"): 1}
+    assert receiver.totals() == {("command", "sync"): 1}
 
 
 @pytest.mark.slow
@@ -182,25 +165,12 @@ def test_the_running_worker_while_off_opens_no_socket(
 ) -> None:
     unsent_outbox(db_path, receiver, make_telemetry)
     before = receiver.connections
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "--db", str(db_path), "--endpoint", receiver.url],
-        cwd=ROOT,
-        env=child_env(DO_NOT_TRACK="1"),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and totals(db_path):
-            time.sleep(0.05)
-        assert totals(db_path) == {}
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "erased 3 unsent counts and 1 unsent heartbeat(s)" in err
+    args = ("--db", str(db_path), "--endpoint", receiver.url)
+    with Proc.worker(*args, env=child_env(DO_NOT_TRACK="1"), log=db_path.with_name("w.log")) as p:
+        wait_for("the unsent counts to be erased", lambda: totals(db_path) == {})
+        code = p.stop()
+    assert code == 0, p.text()
+    assert "erased 3 unsent counts and 1 unsent heartbeat(s)" in p.text()
     assert receiver.connections == before
 
 

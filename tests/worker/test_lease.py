@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from outbox import db
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from worker.errors import LeaseHeld, LeaseLost
 from worker.lease import Lease, LeaseRow, holder_alive, may_take, pid_alive, read
 from worker.loop import Worker
@@ -145,19 +145,24 @@ def test_with_wait_a_second_worker_waits_for_the_first(
 def test_the_lease_is_renewed_during_long_maintenance(
     make_worker: Callable[..., Worker], clock: FakeClock
 ) -> None:
-    w = make_worker(env_enabled="local", chunk=100)
+    ttl = 0.0
+    chunks = 0
+
+    def hook(step: str) -> None:
+        nonlocal chunks
+        if step == "compact":
+            chunks += 1
+            clock.advance(ttl / 4)  # each chunk "takes" a quarter of the lease
+
+    w = make_worker(env_enabled="local", chunk=100, hook=hook)
+    ttl = w.options.lease_ttl
     w.conn.executemany(
         "INSERT INTO events (kind, name, count, at) VALUES ('api', 'users.list', 1, ?)",
         [(T0 + i * 86400 // 50,) for i in range(1_000)],  # 1,000 rows over 20 days
     )
-    ttl = w.options.lease_ttl
-
-    def hook(step: str) -> None:
-        if step == "compact":
-            clock.advance(ttl / 4)  # each chunk "takes" a quarter of the lease
-
-    w._hook = hook
+    start = clock.now
     w.maintain(clock.now)
+    assert chunks >= 10 and clock.now - start >= 2.5 * ttl  # longer than the lease lasts
     r = read(w.conn)
     assert r is not None and r.expires_at > clock.now  # still ours, never lapsed
     assert Lease(w.conn, ttl=ttl).acquire(clock.now) is not None  # nobody else may take it

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from freezegun import freeze_time
 
-from outbox import Telemetry, heartbeats, store
+from outbox import Telemetry, db, heartbeats, store
+from outbox.cli import CliContext, cli
+from outbox.contract import iso_utc
 from outbox.store import Meta
 from outbox.store import get as get_meta
-from tests.helpers import T0, FakeClock, totals
-from tests.receiver import Receiver, Scripted
+from tests.support.clock import T0, FakeClock
+from tests.support.receiver import Receiver, Scripted
+from tests.support.totals import totals
+from worker.lease import Lease, LeaseRow, read
 from worker.loop import Worker
 from worker.pacing import STEPS
 from worker.schedule import FIRST_DELAY
@@ -53,7 +60,7 @@ def test_first_heartbeat_five_minutes_after_start_then_counters_reset(
     s = w.tick(clock.now)
     assert s.sealed is not None and [d.result for d in s.deliveries] == ["sent"]
     assert s.pending is None
-    assert receiver.totals() == {("api_usage", "users.list"): 3, ("command_usage", "sync"): 1}
+    assert receiver.totals() == {("api", "users.list"): 3, ("command", "sync"): 1}
     # "reset after send" is the cursor moving: nothing pending, history says sent
     assert store.pending_counters(w.conn) == []
     [hb] = heartbeats.history(w.conn)
@@ -144,7 +151,7 @@ def test_rejected_is_kept_and_not_retried_and_the_next_seal_goes_on(
     t.track_command("sync")
     s = w.tick(clock.now + 60, force=True)
     assert [d.result for d in s.deliveries] == ["sent"]
-    assert receiver.totals() == {("command_usage", "sync"): 1}
+    assert receiver.totals() == {("command", "sync"): 1}
     assert len(receiver.posts()) == 2
 
 
@@ -173,7 +180,7 @@ def test_410_retires_the_endpoint_until_it_changes(
     assert not s.retired and s.deliveries[0].result == "sent"
     assert s.deliveries[0].heartbeat_id == heartbeats.history(w2.conn)[-1].id
     assert meta(w2.conn, "retired_endpoint") is None
-    assert receiver.totals() == {("api_usage", "users.list"): 3, ("command_usage", "sync"): 1}
+    assert receiver.totals() == {("api", "users.list"): 3, ("command", "sync"): 1}
 
 
 def test_off_discards_unsent_data_and_never_builds_a_client(
@@ -298,42 +305,87 @@ def test_run_stops_after_the_current_step_and_releases_the_lease(
     assert w.run() == 0
     assert all(1.0 <= s <= 30.0 for s in waits)
     assert len(receiver.payloads()) == 1  # the heartbeat due at +5 min went out
-    lease = w.conn.execute("SELECT expires_at FROM worker_lease").fetchone()[0]
-    w.close()
-    assert lease >= T0  # still held while running; released by close()
+    conn = db.connect(db_path)
+    try:
+        other = Lease(conn, ttl=300)  # another worker, started now
+        holder = other.acquire(clock.now)
+        assert holder is not None and holder.expires_at > clock.now  # held while running
+        w.close()
+        assert read(conn) == LeaseRow(holder.owner, holder.pid, holder.acquired_at, int(clock.now))
+        assert other.acquire(clock.now) is None  # released: the next worker takes it at once
+    finally:
+        conn.close()
 
 
-def test_a_storage_error_fails_one_cycle_and_is_recorded(
-    make_worker: Callable[..., Worker], clock: FakeClock, caplog: pytest.LogCaptureFixture
+def full_disk(w: Worker, make_telemetry: Callable[..., Telemetry]) -> None:
+    """A disk with no room left for what the next seal writes: 150 names tracked (a
+    payload larger than a page, so the heartbeat row needs new pages), no free page left
+    in the file, and the worker's connection may not grow it (``max_page_count``)."""
+    t = make_telemetry(enabled="local")
+    for i in range(300):
+        assert t.track_api_call(f"v1.res{i % 150:03d}.list")
+    t.close()
+    w.maintain(T0)  # compacted first: what it frees would make room for the seal
+    w.conn.executescript("PRAGMA incremental_vacuum")
+    pages = w.conn.execute("PRAGMA page_count").fetchone()[0]
+    assert w.conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
+
+
+def space_is_back(w: Worker) -> None:
+    w.conn.execute("PRAGMA max_page_count = 4294967294")
+
+
+def status(db_path: Path, clock: FakeClock) -> dict[str, Any]:
+    """``outbox status --json`` on the worker's outbox, as an operator would run it."""
+    r = CliRunner().invoke(
+        cli,
+        ["--db", str(db_path), "status", "--json"],
+        obj=CliContext(clock=clock),
+        env={"HELIOS_TELEMETRY_ENABLED": "local"},
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_full_disk_fails_one_cycle_which_status_shows_until_a_good_one(
+    make_worker: Callable[..., Worker],
+    make_telemetry: Callable[..., Telemetry],
+    clock: FakeClock,
+    db_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     waits: list[float] = []
+    errors: list[object] = []  # what `outbox status` said between two cycles
     w: Worker
-    calls = 0
 
     def wait(seconds: float) -> bool:
         waits.append(seconds)
+        errors.append(status(db_path, clock)["worker_error"])
+        if errors[-1] is not None:
+            space_is_back(w)
         clock.advance(seconds)
-        return len(waits) >= 3
+        return bool(heartbeats.history(w.conn)) or len(waits) == 20
 
     w = make_worker(env_enabled="local", wait=wait)
-    real_tick = w.tick
-
-    def flaky(now: float, *, force: bool = False):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_tick(now, force=force)
-
-    w.tick = flaky  # type: ignore[method-assign]
+    full_disk(w, make_telemetry)
     assert w.run() == 0
-    assert waits[0] == 10.0  # a pause after the failure, then normal cycles
-    assert "cycle failed (1 in a row)" in caplog.text
-    assert meta(w.conn, "last_cycle_error") is None  # cleared by the next good cycle
+    message = f"{db_path}: the disk is full (database or disk is full); free some space"
+    failed_at = T0 + FIRST_DELAY  # the seal due 5 minutes after the start
+    # the cycles before the seal, the failed one (a 10 s pause), the good one after it
+    assert errors == [None] * 10 + [{"message": message, "at": iso_utc(failed_at)}, None]
+    assert waits[9:] == [30.0, 10.0, 30.0]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"cycle failed (1 in a row): {message}"
+    ]
+    assert meta(w.conn, "last_cycle_error") is None
+    assert meta(w.conn, "last_cycle_at") == failed_at + 10
+    [hb] = heartbeats.history(w.conn)
+    assert hb.status == "local" and len(hb.counts()["api_usage"]) == 150
 
 
-def test_a_storage_error_that_lasts_keeps_the_loop_alive(
-    make_worker: Callable[..., Worker], clock: FakeClock
+def test_a_full_disk_that_lasts_keeps_the_loop_alive(
+    make_worker: Callable[..., Worker], make_telemetry: Callable[..., Telemetry], clock: FakeClock
 ) -> None:
     """Regression: the pause after the 1024th failed cycle in a row was 5 * 2**1024,
     an OverflowError that ended the worker (a disk full for a few days would do it)."""
@@ -342,16 +394,17 @@ def test_a_storage_error_that_lasts_keeps_the_loop_alive(
     def wait(seconds: float) -> bool:
         waits.append(seconds)
         clock.advance(seconds)
-        return len(waits) >= 1100
+        return len(waits) >= 1110
 
     w = make_worker(env_enabled="local", wait=wait)
-
-    def failing(now: float, *, force: bool = False):  # type: ignore[no-untyped-def]
-        raise sqlite3.OperationalError("database or disk is full")
-
-    w.tick = failing  # type: ignore[method-assign]
+    full_disk(w, make_telemetry)
     assert w.run() == 0
-    assert waits[:3] == [10.0, 20.0, 40.0] and set(waits[6:]) == {300.0}
+    failed = waits[10:]  # every cycle from the first seal on fails
+    assert failed[:6] == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0] and set(failed[5:]) == {300.0}
+    assert len(failed) == 1100
+    assert str(meta(w.conn, "last_cycle_error")).endswith(
+        "the disk is full (database or disk is full); free some space"
+    )
 
 
 def test_freezegun_clock_first_heartbeat_after_five_minutes(

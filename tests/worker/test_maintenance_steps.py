@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 
-from outbox import heartbeats, maintenance, store
-from tests.helpers import T0, FakeClock
+from outbox import Telemetry, heartbeats, maintenance, store
+from tests.support.clock import T0, FakeClock
 from worker.loop import Worker
 
 DAY = 86400
@@ -66,3 +68,40 @@ def test_the_worker_yields_between_maintenance_chunks(
     hb = heartbeats.get(conn, s.sealed or "")
     assert hb is not None and hb.status == "local"
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_between_chunks_the_worker_pauses_for_real_and_a_stop_ends_the_pause(
+    make_worker: Callable[..., Worker],
+    make_telemetry: Callable[..., Telemetry],
+    conn: sqlite3.Connection,
+    clock: FakeClock,
+) -> None:
+    """``chunk_pause`` on a real clock (a minute here): after one compaction chunk the
+    worker waits, holding no lock (a track call gets in meanwhile), and a stop request
+    ends the wait at once, between two chunks, with the totals unchanged."""
+    fill(conn, 3_000, names=3, days=2)
+    expected = {(c.kind, c.name): c.count for c in store.pending_counters(conn)}
+    steps: list[str] = []
+    one_chunk = threading.Event()
+
+    def hook(step: str) -> None:
+        steps.append(step)
+        if step == "compact":
+            one_chunk.set()
+
+    w = make_worker(env_enabled="local", chunk=500, chunk_pause=60.0, hook=hook)
+    done: list[bool] = []
+    maintaining = threading.Thread(target=lambda: done.append(w.maintain(clock.now)), daemon=True)
+    maintaining.start()
+    try:
+        assert one_chunk.wait(30), "no compaction chunk was committed"
+        assert make_telemetry().track_command("sync")  # the write lock is free
+        time.sleep(1.0)  # without the pause the other five chunks would be done by now
+        assert steps.count("compact") == 1
+    finally:
+        w.stop()
+        maintaining.join(10)
+    assert not maintaining.is_alive(), "the stop request did not end the pause"
+    assert done == [False] and steps == ["before_compact", "compact"]
+    after = {(c.kind, c.name): c.count for c in store.pending_counters(conn)}
+    assert after == {**expected, ("command", "sync"): 1}

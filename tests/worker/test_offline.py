@@ -10,8 +10,8 @@ import pytest
 
 from outbox import Telemetry, heartbeats
 from outbox.contract import iso_utc
-from tests.helpers import T0, FakeClock
-from tests.receiver import Receiver
+from tests.support.clock import T0, FakeClock
+from tests.support.receiver import Receiver
 from worker.loop import Worker
 
 from .conftest import Sleeps, drive
@@ -36,8 +36,8 @@ def test_a_week_offline_is_one_heartbeat_with_the_right_days_delivered_once(
         for _ in range(10 + day):
             t.track_api_call("users.list")
         t.track_command("sync", day + 1)
-        expected[(date, "api_usage", "users.list")] += 10 + day
-        expected[(date, "command_usage", "sync")] += day + 1
+        expected[(date, "api", "users.list")] += 10 + day
+        expected[(date, "command", "sync")] += day + 1
 
     use(0)
     drive(w, clock, T0 + 600)  # the first heartbeat goes out at +5 min

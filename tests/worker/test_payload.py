@@ -10,7 +10,7 @@ from datetime import date
 from outbox import heartbeats
 from outbox.contract import encode
 from outbox.payload import Aggregate, build_payload
-from tests.helpers import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from worker.loop import Worker
 
 DAY = 86400

@@ -13,12 +13,11 @@ import pytest
 from outbox import consent, db, store
 from outbox.store import Meta
 from outbox.store import get as get_meta
-from tests.helpers import T0, FakeClock, child_env
-from tests.receiver import Receiver
+from tests.support.clock import T0, FakeClock
+from tests.support.processes import once, run_worker, worker_env
+from tests.support.receiver import Receiver
 from worker.loop import Worker
 from worker.recovery import open_outbox, quick_check
-
-from .conftest import run_worker
 
 STAMP = "20261125T100000Z"  # T0
 
@@ -104,14 +103,7 @@ def test_the_command_line_recovers_and_delivers(
 ) -> None:
     db_path.parent.mkdir(parents=True)
     db_path.write_bytes(b"\x00garbage" * 4096)
-    r = run_worker(
-        "--once",
-        "--db",
-        str(db_path),
-        "--endpoint",
-        receiver.url,
-        env=child_env(HELIOS_TELEMETRY_ENABLED="true"),
-    )
+    r = run_worker(*once(db_path, receiver.url), env=worker_env())
     assert r.returncode == 0, r.stderr
     assert "was corrupt" in r.stderr and ".corrupt-" in r.stderr
     [p] = receiver.payloads()
@@ -122,8 +114,7 @@ def test_the_command_line_recovers_and_delivers(
 def test_an_unusable_path_is_a_configuration_error(tmp_path: Path) -> None:
     folder = tmp_path / "a-directory.db"
     folder.mkdir()
-    env = child_env(HELIOS_TELEMETRY_ENABLED="true", HELIOS_TELEMETRY_DB=str(folder))
-    r = run_worker("--once", env=env)
+    r = run_worker("--once", env=worker_env(folder))
     assert r.returncode == 2
     assert r.stderr.startswith("outbox-worker: ") and str(folder) in r.stderr
     assert r.stderr.count("\n") == 1  # one clear line

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import pytest
 from tenacity import RetryCallState, Retrying
 
-from tests.helpers import T0
+from tests.support.clock import T0
 from worker.errors import RetryableDelivery
 from worker.retry import (
     CYCLE_BASE,

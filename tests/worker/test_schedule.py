@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 
@@ -9,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import T0
+from tests.support.clock import T0
+from tests.support.env import child_env
+from tests.support.processes import run_python
 from worker.schedule import (
     FIRST_DELAY,
     JITTER,
@@ -81,7 +84,20 @@ def test_instances_are_spread_over_the_interval() -> None:
     buckets = Counter(int(phase(i, HOUR) // 360) for i in ids)  # ten 6-minute buckets
     assert sorted(buckets) == list(range(10))
     assert max(buckets.values()) < 2 * 2000 / 10
-    assert phase(ids[0], HOUR) == phase(ids[0], HOUR)
+
+
+def test_an_instance_keeps_its_slot_in_every_process() -> None:
+    """The slot comes from the id alone (SHA-256): a restarted worker, another machine, a
+    Python with another ``PYTHONHASHSEED`` compute the same one (``hash()`` would not)."""
+    ids = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(50)]
+    code = (
+        "import json, sys; from worker.schedule import phase, jitter; ids = json.load(sys.stdin);"
+        "print(json.dumps([[phase(i, 3600.0), jitter(i, 3600.0, 7)] for i in ids]))"
+    )
+    ours = [[phase(i, HOUR), jitter(i, HOUR, 7)] for i in ids]
+    for seed in ("1", "2"):
+        r = run_python(code, input=json.dumps(ids), env=child_env(PYTHONHASHSEED=seed))
+        assert json.loads(r.stdout) == ours
 
 
 def test_restart_in_the_middle_of_an_interval_neither_skips_nor_bursts() -> None:

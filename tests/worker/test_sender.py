@@ -12,8 +12,8 @@ import pytest
 
 from outbox.contract import encode, sha256_hex
 from outbox.heartbeats import Heartbeat
-from tests.helpers import T0
-from tests.receiver import Receiver
+from tests.support.clock import T0
+from tests.support.receiver import Receiver
 from worker.retry import RetryPolicy
 from worker.sender import Sender
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import T0
+from tests.support.clock import T0
 from tests.worker.test_sender import HB
 from worker.retry import RetryPolicy
 from worker.sender import Sender

@@ -1,4 +1,4 @@
-"""A seeded, misbehaving HTTP/1.1 reverse proxy for the proof suite.
+"""A seeded, misbehaving HTTP/1.1 reverse proxy, in front of the real collector.
 
 It sits between the worker and the collector and, per request, chooses one of:
 
@@ -14,16 +14,15 @@ It sits between the worker and the collector and, per request, chooses one of:
 Raw asyncio streams rather than an HTTP framework, so that resets are real TCP
 resets. One request per connection (``Connection: close``).
 
-``stats`` counts the faults chosen; ``answers`` counts what the upstream answered
-to the requests forwarded (``"200 accepted"``, ``"200 duplicate"``, ``"409"`` ...),
-including the answers the proxy then dropped; :meth:`wait_idle` waits until no
+``stats`` counts the faults chosen (what the collector answered, including the
+answers the proxy then dropped, is in its own record:
+:attr:`tests.support.collector.Collector.answers`); :meth:`wait_idle` waits until no
 connection is being handled (a ``slow`` one may still be on its way upstream).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import socket
 import threading
@@ -50,8 +49,6 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.stats: Counter[str] = Counter()
-        self.answers: Counter[str] = Counter()
-        self.forwarded = 0
         self.active = 0
         self.connection_timeout = 30.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -188,8 +185,6 @@ class FaultProxy:
             answer = await up_reader.read()  # until the upstream closes
         finally:
             up_writer.close()
-        self.forwarded += 1
-        self.answers[_describe(answer)] += 1
         return answer
 
 
@@ -197,16 +192,3 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     """Reset the connection (RST, not FIN) and mark the writer closed."""
     writer.transport.abort()
     writer.close()
-
-
-def _describe(answer: bytes) -> str:
-    """``"200 accepted"`` / ``"200 duplicate"`` for a receipt, else the status code."""
-    head, _, body = answer.partition(b"\r\n\r\n")
-    parts = head.split(b" ", 2)
-    status = parts[1].decode("ascii", "replace") if len(parts) > 1 else "?"
-    if status == "200":
-        try:
-            return f"200 {json.loads(body).get('status')}"
-        except (ValueError, AttributeError):
-            return "200 ?"
-    return status

@@ -5,8 +5,9 @@ dedupes by ``heartbeat_id`` (same id and body → ``duplicate``; same id and a
 different body → 409), adds the counts of each new heartbeat into per-day totals,
 and answers with ``payload_sha256``. It also records what a test wants to check:
 every TCP connection accepted, every request (headers and body), and it can be
-scripted to answer 503/429/410..., to hold answers until released, or to go down
-(stop listening) and come back on the same port.
+scripted to answer 503/429/410... (any method: ``outbox forget`` sends a DELETE), to hold
+answers until released, or to go down (stop listening) and come back on the same port.
+Its totals have the shape of every other (:mod:`tests.support.totals`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import json
 import socket
 import sys
 import threading
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.totals import DayTotals, Totals, payload_day_totals, payload_totals
 
 PATH = "/api/instances/heartbeat"
 
@@ -70,11 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # quiet
         return None
 
-    def do_POST(self) -> None:
+    def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         status, headers, answer = self.server.receiver.handle(
-            Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         )
         self.send_response(status)
         for k, v in headers.items():
@@ -82,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
+
+    do_POST = do_GET = do_DELETE = _answer
 
 
 class Receiver:
@@ -160,6 +165,8 @@ class Receiver:
         self.gate.wait(30)
         if forced is not None:
             return forced.status, forced.headers, forced.body
+        if req.method != "POST":
+            return 405, {}, b""
         # A request through a proxy carries the absolute URL: compare the path only.
         if urlsplit(req.path).path != PATH:
             return 404, {}, b""
@@ -190,24 +197,13 @@ class Receiver:
         with self.lock:
             return [json.loads(b) for b in self.stored.values()]
 
-    def totals(self) -> dict[tuple[str, str], int]:
-        """Counted usage per (payload key, name), each heartbeat counted once."""
-        out: Counter[tuple[str, str]] = Counter()
-        for p in self.payloads():
-            for key in ("api_usage", "command_usage", "ui_actions"):
-                for name, n in p[key].items():
-                    out[(key, name)] += n
-        return dict(out)
+    def totals(self) -> Totals:
+        """Counted usage per (kind, name), each heartbeat counted once."""
+        return payload_totals(self.payloads())
 
-    def day_totals(self) -> dict[tuple[str, str, str], int]:
-        """Counted usage per (UTC day, payload key, name), from the payloads' ``days``."""
-        out: Counter[tuple[str, str, str]] = Counter()
-        for p in self.payloads():
-            for day, per in p["days"].items():
-                for key, names in per.items():
-                    for name, n in names.items():
-                        out[(day, key, name)] += n
-        return dict(out)
+    def day_totals(self) -> DayTotals:
+        """Counted usage per (UTC day, kind, name), from the payloads' ``days``."""
+        return payload_day_totals(self.payloads())
 
     def posts(self) -> list[Request]:
         with self.lock:
