@@ -46,7 +46,7 @@ CHROMIUM_ARGS = [
     # No DNS at all except loopback: the pages must need nothing from elsewhere.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ]
-#: 2026-11-25 10:00 UTC, the day the pictures show (``tests.helpers.T0``).
+#: 2026-11-25 10:00 UTC, the day the pictures show (``tests.support.clock.T0``).
 NOW = 1795600800.0
 DAY_S = 86_400
 

@@ -13,7 +13,7 @@ import pytest
 
 from outbox import Telemetry, db, heartbeats
 from outbox.contract import Receipt
-from tests.helpers import child_env
+from tests.support.env import child_env
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from tests.support.collector import DEFAULT_INSTANCE, auth, auth_of, secret_for
 
 IID = DEFAULT_INSTANCE
 IID2 = "5d0c0000-0000-4000-8000-000000000002"
-DAY = "2026-11-25"  # the UTC day of tests.helpers.T0
+DAY = "2026-11-25"  # the UTC day of tests.support.clock.T0
 H = {"Content-Type": "application/json"}
 
 #: (kind, name, day) -> count: a small realistic mix over two days.

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from collector.server import serve_in_thread
 from outbox import Telemetry
-from tests.helpers import totals
+from tests.support.totals import totals
 
 ORIGIN = "http://testserver"
 SAME_ORIGIN = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}

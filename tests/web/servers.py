@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import child_env, free_port
+from tests.support.env import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,8 @@ from collector.server import serve_in_thread
 from outbox import Telemetry
 from outbox.contract import PAYLOAD_KEYS
 from outbox.web import BADGE_TEXT, TOGGLE_LABEL
-from tests.helpers import FakeClock, child_env
+from tests.support.clock import FakeClock
+from tests.support.env import child_env
 from tests.web.conftest import drops, serve, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

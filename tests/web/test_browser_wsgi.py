@@ -22,7 +22,7 @@ from collector import Storage, create_app
 from collector.server import serve_in_thread
 from outbox import Telemetry
 from outbox.web import TOGGLE_LABEL
-from tests.helpers import child_env
+from tests.support.env import child_env
 from tests.web.conftest import stored
 from tests.web.servers import Server, running
 from tests.web.test_browser import (

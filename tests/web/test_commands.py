@@ -20,7 +20,7 @@ from outbox.web import (
     registered_commands,
     tracked_command,
 )
-from tests.helpers import child_env
+from tests.support.env import child_env
 from tests.web.conftest import run_async, stored
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import outbox.web
-from tests.helpers import child_env
+from tests.support.env import child_env
 
 CORE = [
     "outbox.commands",

@@ -37,7 +37,7 @@ from examples import fastapi_app, host_app
 from outbox import Telemetry
 from outbox.contract import PAYLOAD_KEYS
 from outbox.web import RouteTracking
-from tests.helpers import child_env
+from tests.support.env import child_env
 from tests.web.conftest import stored
 
 pytestmark = pytest.mark.slow

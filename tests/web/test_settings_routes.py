@@ -17,7 +17,7 @@ from outbox import Telemetry, disclosure, heartbeats, store
 from outbox.cli import CliContext
 from outbox.cli import cli as cli_group
 from outbox.web import TOGGLE_LABEL, same_origin, telemetry_routes
-from tests.helpers import FakeClock
+from tests.support.clock import FakeClock
 from tests.web.conftest import ORIGIN, SAME_ORIGIN, Client, stored
 
 URL = "/api/settings/telemetry"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from outbox import Telemetry, store
-from tests.helpers import child_env, free_port
+from tests.support.env import child_env, free_port
 from tests.web.conftest import stored
 
 pytestmark = pytest.mark.slow
