@@ -7,7 +7,11 @@ transaction (what the transactions do is in :mod:`collector.records`):
 
 SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` plus a process-wide lock so
 that writers queue instead of failing with "database is locked"; a lock held by
-another process for longer than the timeout is :class:`StorageBusy`. PostgreSQL:
+another process for longer than the timeout is :class:`StorageBusy`. The writer
+never checkpoints inline (``wal_autocheckpoint=0``): a :class:`Checkpointer` thread
+copies the WAL into the database beside it, so a batch's commit costs its own fsync
+and nothing more; only a WAL past :data:`WAL_HARD_LIMIT` bytes makes the writer
+checkpoint itself. PostgreSQL:
 psycopg 3, and a transaction that lost a race (deadlock, serialization failure,
 :class:`~collector.records.RaceLost`) runs again. ``sqlalchemy`` and driver errors
 are translated into :mod:`collector.errors` here: nothing above sees them, nor any
@@ -82,6 +86,63 @@ def make_private(path: Path) -> None:
             log.warning("cannot make %s%s private (chmod 600): not its owner", path, suffix)
 
 
+#: Seconds between background checkpoints while writes go on.
+CHECKPOINT_INTERVAL: Final = 0.25
+#: A WAL larger than this (bytes) is checkpointed by the writer itself (RESTART), so that
+#: the file stays bounded when the background checkpoints cannot catch up.
+WAL_HARD_LIMIT: Final = 256 * 1024 * 1024
+
+
+class Checkpointer:
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection and thread, at most
+    every :data:`CHECKPOINT_INTERVAL` seconds after a write (:meth:`written`).
+
+    A passive checkpoint never waits for the writer or a reader, and its fsync of the
+    database file happens here, not in the commit of the batch that filled the WAL.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def written(self) -> None:
+        """A write transaction committed: checkpoint soon."""
+        if self._thread is None:
+            with self._guard:
+                if self._thread is None and not self._stop:
+                    self._thread = threading.Thread(
+                        target=self._run, name="collector-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as e:  # the next write tries again
+                    log.warning("background checkpoint failed: %s", e)
+                if self._stop:
+                    return
+                time.sleep(CHECKPOINT_INTERVAL)
+        finally:
+            conn.close()
+
+
 def _wal(cur: sqlite3.Cursor, timeout: float) -> None:
     """Switch a SQLite file to WAL (once; it sticks).
 
@@ -133,9 +194,15 @@ class Storage:
                 raise StorageError(
                     f"cannot create {path} with private permissions: {e.strerror or e}"
                 ) from e
-            self._writer = self._sqlite_engine(busy_timeout, synchronous, "BEGIN IMMEDIATE", 1)
+            self._writer = self._sqlite_engine(
+                busy_timeout, synchronous, "BEGIN IMMEDIATE", 1, autocheckpoint=0
+            )
             self._reader = self._sqlite_engine(busy_timeout, synchronous, "BEGIN", 4)
             self._lock = threading.Lock()
+            self._wal_path: str | None = f"{path}-wal"
+            self._checkpointer: Checkpointer | None = Checkpointer(
+                str(path), busy_timeout=busy_timeout
+            )
         else:
             self._writer = sa.create_engine(
                 self.url,
@@ -146,9 +213,17 @@ class Storage:
             )
             self._reader = self._writer
             self._lock = contextlib.nullcontext()
+            self._wal_path = None
+            self._checkpointer = None
 
     def _sqlite_engine(
-        self, busy_timeout: float, synchronous: str, begin: str, pool_size: int
+        self,
+        busy_timeout: float,
+        synchronous: str,
+        begin: str,
+        pool_size: int,
+        *,
+        autocheckpoint: int = 1000,
     ) -> sa.Engine:
         engine = sa.create_engine(
             self.url,
@@ -164,6 +239,7 @@ class Storage:
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             _wal(cur, busy_timeout)
             cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -181,6 +257,8 @@ class Storage:
         return f"{shown} (PostgreSQL)"
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
@@ -193,7 +271,10 @@ class Storage:
             try:
                 with self._lock if write else contextlib.nullcontext():
                     with engine.begin() as conn:
-                        return fn(conn)
+                        result = fn(conn)
+                    if write and self._checkpointer is not None:
+                        self._after_commit()
+                    return result
             except RaceLost:
                 if attempt == _ATTEMPTS:
                     raise StorageBusy("the database stayed contended; try again") from None
@@ -211,6 +292,23 @@ class Storage:
                 log.exception("a database operation failed unexpectedly")
                 raise StorageError(f"database error: {type(e).__name__}") from e
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _after_commit(self) -> None:
+        """Hand the checkpoint to the background thread; past the hard limit, checkpoint
+        here (still under the writer lock, so no batch of ours grows the WAL meanwhile)."""
+        assert self._checkpointer is not None and self._wal_path is not None
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            size = 0
+        if size > WAL_HARD_LIMIT:
+            log.info("the WAL is %d MiB: checkpointing before the next batch", size >> 20)
+            raw = self._writer.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        self._checkpointer.written()
 
     def _translate(self, e: sa.exc.DBAPIError) -> StorageError:
         text = str(e.orig)
