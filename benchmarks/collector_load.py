@@ -87,6 +87,7 @@ class Result:
     latencies: list[float]
     server_cpu: float  # seconds of CPU the collector process used
     client_cpu: float
+    db_cpu: float = 0.0  # seconds of CPU the PostgreSQL cluster used (a throwaway one)
 
     @property
     def rate(self) -> float:
@@ -267,12 +268,14 @@ def throwaway_postgres() -> Iterator[str]:
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp}",
         "start",
     )
+    PG_DATA.append(data)
     try:
         psql = [f"{bindir}/psql", "-h", tmp, "-p", str(port), "-U", "postgres", "-q"]
         _as_postgres(*psql, "-c", "CREATE ROLE bench LOGIN PASSWORD 'bench-pw'")
         _as_postgres(*psql, "-c", "CREATE DATABASE bench OWNER bench")
         yield f"postgresql://bench:bench-pw@127.0.0.1:{port}/bench"
     finally:
+        PG_DATA.clear()
         _as_postgres(f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -305,9 +308,11 @@ def run(
     with collector(db, *extra, src=src) as (url, pid):
         load(url, warmup, clients)  # new connections, first pages of the database
         server_cpu, client_cpu = cpu_seconds(pid, tree=True), time.process_time()
+        db_cpu = postgres_cpu()
         seconds, latencies, tally = load(url, bodies, clients)
         server_cpu = cpu_seconds(pid, tree=True) - server_cpu
         client_cpu = time.process_time() - client_cpu
+        db_cpu = postgres_cpu() - db_cpu
     return Result(
         label,
         backend,
@@ -320,7 +325,20 @@ def run(
         latencies,
         server_cpu,
         client_cpu,
+        db_cpu,
     )
+
+
+#: The data directory of the throwaway cluster, when one runs.
+PG_DATA: list[str] = []
+
+
+def postgres_cpu() -> float:
+    """CPU seconds the throwaway PostgreSQL cluster (postmaster and backends) used so far."""
+    if not PG_DATA:
+        return 0.0
+    pid = int(Path(PG_DATA[0], "postmaster.pid").read_text().split()[0])
+    return cpu_seconds(pid, tree=True)
 
 
 @contextlib.contextmanager
@@ -363,7 +381,7 @@ def table(results: list[Result]) -> None:
     head = (
         f"| {'collector':9} | {'backend':8} | {'heartbeats/s':>12} | {'p50 ms':>7} | "
         f"{'p99 ms':>7} | {'accepted':>8} | {'duplicate':>9} | {'errors':>6} | "
-        f"{'server CPU ms/hb':>16} | {'client CPU ms/hb':>16} |"
+        f"{'server CPU ms/hb':>16} | {'PG CPU ms/hb':>12} | {'client CPU ms/hb':>16} |"
     )
     print(head)
     print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
@@ -371,7 +389,8 @@ def table(results: list[Result]) -> None:
         print(
             f"| {r.label:9} | {r.backend:8} | {r.rate:>12,.0f} | {r.pct(50):>7.1f} | "
             f"{r.pct(99):>7.1f} | {r.accepted:>8} | {r.duplicates:>9} | {r.errors:>6} | "
-            f"{r.server_cpu / r.sent * 1000:>16.2f} | {r.client_cpu / r.sent * 1000:>16.2f} |"
+            f"{r.server_cpu / r.sent * 1000:>16.2f} | {r.db_cpu / r.sent * 1000:>12.2f} | "
+            f"{r.client_cpu / r.sent * 1000:>16.2f} |"
         )
 
 

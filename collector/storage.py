@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -47,7 +48,14 @@ T = TypeVar("T")
 
 #: PostgreSQL SQLSTATEs worth retrying the whole transaction for.
 _RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
-_ATTEMPTS: Final = 5
+_ATTEMPTS: Final = 8
+
+
+def _back_off(attempt: int) -> None:
+    """Wait a little before running a lost transaction again: a random 0-2 ms times the
+    attempt, so that two writers that keep meeting (collector processes creating the
+    same new instances) stop meeting."""
+    time.sleep(random.random() * 0.002 * attempt)
 
 
 def database_url(target: str | Path) -> sa.URL:
@@ -278,10 +286,12 @@ class Storage:
             except RaceLost:
                 if attempt == _ATTEMPTS:
                     raise StorageBusy("the database stayed contended; try again") from None
+                _back_off(attempt)
             except sa.exc.DBAPIError as e:
                 sqlstate = getattr(e.orig, "sqlstate", None)
                 if sqlstate in _RETRY_SQLSTATES and attempt < _ATTEMPTS:
                     log.info("retrying a transaction after SQLSTATE %s", sqlstate)
+                    _back_off(attempt)
                     continue
                 raise self._translate(e) from e
             except sa.exc.SQLAlchemyError as e:
