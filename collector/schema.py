@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Final
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from collector.errors import SchemaTooNew
 from collector.validate import NO_LIMITS, parse
 
 #: The version of the collector's DATABASE (its tables), raised by every migration.
-DATABASE_SCHEMA_VERSION: Final = 2
+DATABASE_SCHEMA_VERSION: Final = 3
 
 metadata = sa.MetaData()
 
@@ -57,7 +58,9 @@ instance_heartbeats = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
-#: The public totals: per UTC day, kind (api, command, ui, dropped) and name.
+#: The public totals: per UTC day, kind (api, command, ui, dropped) and name; and how
+#: many ``name_instances`` spans of that kind and name start (``starts``: first day) and
+#: end (``ends``: last day) on that day, what the insights count instances with.
 aggregated_metrics = sa.Table(
     "aggregated_metrics",
     metadata,
@@ -65,8 +68,48 @@ aggregated_metrics = sa.Table(
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("starts", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("ends", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint("count >= 0", name="aggregated_metrics_count_nonnegative"),
 )
+
+#: ``aggregated_metrics`` summed per UTC month (``YYYY-MM``): what a long window reads
+#: instead of its days. The count is kept as two sums, of the 32-bit high and low halves
+#: of what was added (``count = count_high * 2**32 + count_low``), so a month of days
+#: near 2⁶³ stays exact.
+metric_months = sa.Table(
+    "metric_months",
+    metadata,
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("count_high", sa.BigInteger, nullable=False),
+    sa.Column("count_low", sa.BigInteger, nullable=False),
+    sa.Column("starts", sa.BigInteger, nullable=False),
+    sa.Column("ends", sa.BigInteger, nullable=False),
+)
+
+#: ``aggregated_metrics`` summed per UTC day and kind (the daily chart), halves as above.
+day_totals = sa.Table(
+    "day_totals",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("count_high", sa.BigInteger, nullable=False),
+    sa.Column("count_low", sa.BigInteger, nullable=False),
+)
+
+#: Heartbeats stored per UTC day of receipt (``instance_heartbeats.received_at``).
+receipt_days = sa.Table(
+    "receipt_days",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("heartbeats", sa.BigInteger, nullable=False),
+)
+
+#: The tables derived from the others (kept in the same transactions), rebuilt from them
+#: by :func:`rebuild_rollups`.
+ROLLUPS: Final = (metric_months, day_totals, receipt_days)
 
 instances = sa.Table(
     "instances",
@@ -141,8 +184,100 @@ def _upgrade_2(conn: sa.Connection) -> None:
         conn.execute(sa.insert(name_instances), rows[start : start + 5000])
 
 
+HALF: Final = 0xFFFFFFFF
+
+
+def day_of_seconds(seconds: int) -> str:
+    """The UTC day (``YYYY-MM-DD``) of a unix time."""
+    return (date(1970, 1, 1) + timedelta(days=seconds // 86_400)).isoformat()
+
+
+def rebuild_rollups(conn: sa.Connection) -> None:
+    """Recompute ``starts``/``ends`` and the :data:`ROLLUPS` from ``aggregated_metrics``,
+    ``name_instances`` and ``instance_heartbeats`` (the upgrade to version 3; tests that
+    write those tables directly call it too)."""
+    a, n, h = aggregated_metrics, name_instances, instance_heartbeats
+    for t in ROLLUPS:
+        conn.execute(sa.delete(t))
+    conn.execute(sa.update(a).values(starts=0, ends=0))
+    moves: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for column, slot in ((n.c.first_day, 0), (n.c.last_day, 1)):
+        q = sa.select(column, n.c.kind, n.c.name, sa.func.count()).group_by(
+            column, n.c.kind, n.c.name
+        )
+        for day, kind, name, c in conn.execute(q):
+            moves[(str(day), str(kind), str(name))][slot] += int(c)
+    if moves:
+        conn.execute(
+            sa.update(a)
+            .where(
+                (a.c.day == sa.bindparam("b_day"))
+                & (a.c.kind == sa.bindparam("b_kind"))
+                & (a.c.name == sa.bindparam("b_name"))
+            )
+            .values(starts=sa.bindparam("b_starts"), ends=sa.bindparam("b_ends")),
+            [
+                {"b_day": d, "b_kind": k, "b_name": m, "b_starts": s, "b_ends": e}
+                for (d, k, m), (s, e) in sorted(moves.items())
+            ],
+        )
+    months: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    days: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    q2 = sa.select(a.c.day, a.c.kind, a.c.name, a.c["count"], a.c.starts, a.c.ends)
+    for day, kind, name, count, starts, ends in conn.execute(q2.execution_options(yield_per=5000)):
+        count = int(count)
+        m = months[(str(day)[:7], str(kind), str(name))]
+        m[0] += count >> 32
+        m[1] += count & HALF
+        m[2] += int(starts)
+        m[3] += int(ends)
+        d = days[(str(day), str(kind))]
+        d[0] += count >> 32
+        d[1] += count & HALF
+    _insert(
+        conn,
+        metric_months,
+        [
+            {"month": mo, "kind": k, "name": m, "count_high": hi, "count_low": lo}
+            | {"starts": s, "ends": e}
+            for (mo, k, m), (hi, lo, s, e) in sorted(months.items())
+        ],
+    )
+    _insert(
+        conn,
+        day_totals,
+        [
+            {"day": d, "kind": k, "count_high": hi, "count_low": lo}
+            for (d, k), (hi, lo) in sorted(days.items())
+        ],
+    )
+    received: dict[str, int] = defaultdict(int)
+    q3 = sa.select(h.c.received_at).execution_options(yield_per=5000)
+    for (at,) in conn.execute(q3):
+        received[day_of_seconds(int(at))] += 1
+    _insert(conn, receipt_days, [{"day": d, "heartbeats": c} for d, c in sorted(received.items())])
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    for start in range(0, len(rows), 5000):
+        conn.execute(sa.insert(table), rows[start : start + 5000])
+
+
+def _upgrade_3(conn: sa.Connection) -> None:
+    """Version 3: the rollups that let the insights of a year answer without reading a
+    year of rows (``starts``/``ends``, ``metric_months``, ``day_totals``,
+    ``receipt_days``), filled from what is stored."""
+    for column in ("starts", "ends"):
+        conn.execute(
+            sa.text(f"ALTER TABLE aggregated_metrics ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
+        )
+    for t in ROLLUPS:
+        t.create(conn)
+    rebuild_rollups(conn)
+
+
 #: Step n brings a database from version n - 1 to n.
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {2: _upgrade_2}
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {2: _upgrade_2, 3: _upgrade_3}
 
 
 def current_version(conn: sa.Connection) -> int:
