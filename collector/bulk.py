@@ -120,10 +120,13 @@ class Statements:
                 }
                 rows = conn.execute(q, params)
             else:
+                # The keys first (CROSS JOIN keeps that order), one primary-key search
+                # each; "(…) IN (VALUES …)" would scan the table instead.
                 values = ",".join(["(?,?,?)"] * len(chunk))
                 rows = conn.exec_driver_sql(
-                    "SELECT instance_id, kind, name, first_day, last_day FROM name_instances "
-                    f"WHERE (instance_id, kind, name) IN (VALUES {values})",
+                    "SELECT n.instance_id, n.kind, n.name, n.first_day, n.last_day "
+                    f"FROM (VALUES {values}) AS k CROSS JOIN name_instances AS n "
+                    "ON n.instance_id = k.column1 AND n.kind = k.column2 AND n.name = k.column3",
                     tuple(v for key in chunk for v in key),
                 )
             for iid, kind, name, first, last in rows:

@@ -100,15 +100,18 @@ def per_name(conn: sa.Connection, first: date, last: date) -> dict[tuple[str, st
     An instance reported a name in the window [S, T] when its span (``name_instances``:
     first day f, last day l) overlaps it: l ≥ S and f ≤ T. Since f ≤ l, that is
     #(l ≥ S) − #(f > T): the span ``ends`` on days from S on, less the ``starts`` after
-    T. Both, and the counts, are read from the days of S's month (``aggregated_metrics``)
-    and from the months after it (``metric_months``); the counts of the days after T in
-    T's month (a clock ahead of ours) are taken out again. A year is thus at most 31 days
-    and 13 months of rows per name, whatever the number of instances.
+    T. Both, and the counts, come from ``metric_months`` for whole months and from
+    ``aggregated_metrics`` for the days of S's month: the days from S to the month's end
+    are added, or (when fewer) the days before S taken out of the whole month. The counts
+    of the days after T in T's month (a clock ahead of ours) are taken out again. A year
+    is thus at most 15 days and 13 months of rows per name, whatever the number of
+    instances.
     """
     a, m = aggregated_metrics, metric_months
     start, end = first.isoformat(), last.isoformat()
-    start_month, end_month = start[:7], end[:7]
-    spill = month_end(last).isoformat() if end_month > start_month else end
+    month_start = first.replace(day=1)
+    head = (first - month_start).days  # days of S's month before S
+    tail = (month_end(first) - first).days + 1  # S to the end of its month
     out: dict[tuple[str, str], list[int]] = {}
 
     def add(kind: str, name: str, high: Any, low: Any, reach: Any, sign: int = 1) -> None:
@@ -124,25 +127,36 @@ def per_name(conn: sa.Connection, first: date, last: date) -> dict[tuple[str, st
         )
 
     count = a.c["count"]
+    if head < tail:  # S's whole month, less its days before S
+        months = m.c.month >= start[:7]
+        days = (a.c.day >= month_start.isoformat()) & (a.c.day < start)
+        sign = -1
+    else:  # the days from S to the end of its month, then the months after
+        months = m.c.month > start[:7]
+        days = (a.c.day >= start) & (a.c.day <= month_end(first).isoformat())
+        sign = 1
     for kind, name, high, low, ends in conn.execute(
         sa.select(a.c.kind, a.c.name, *halves(count, a.c.day <= end), sa.func.sum(a.c.ends))
-        .where((a.c.day >= start) & (a.c.day <= month_end(first).isoformat()))
+        .where(days)
         .group_by(a.c.kind, a.c.name)
     ):
-        add(kind, name, high, low, ends)
-    q = (
+        add(kind, name, high, low, ends, sign)
+    in_window = m.c.month <= end[:7]
+    for kind, name, high, low, ends in conn.execute(
         sa.select(
             m.c.kind,
             m.c.name,
-            sa.func.sum(sa.case((m.c.month <= end_month, m.c.count_high), else_=0)),
-            sa.func.sum(sa.case((m.c.month <= end_month, m.c.count_low), else_=0)),
+            sa.func.sum(sa.case((in_window, m.c.count_high), else_=0)),
+            sa.func.sum(sa.case((in_window, m.c.count_low), else_=0)),
             sa.func.sum(m.c.ends),
         )
-        .where(m.c.month > start_month)
+        .where(months)
         .group_by(m.c.kind, m.c.name)
-    )
-    for kind, name, high, low, ends in conn.execute(q):
+    ):
         add(kind, name, high, low, ends)
+    # Days after T: their span starts; and their counts where T's whole month was added.
+    added_whole = sign < 0 or end[:7] > start[:7]
+    spill = month_end(last).isoformat() if added_whole else end
     for kind, name, high, low, starts in conn.execute(
         sa.select(a.c.kind, a.c.name, *halves(count, a.c.day <= spill), sa.func.sum(a.c.starts))
         .where(a.c.day > end)

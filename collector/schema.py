@@ -195,67 +195,45 @@ def day_of_seconds(seconds: int) -> str:
 def rebuild_rollups(conn: sa.Connection) -> None:
     """Recompute ``starts``/``ends`` and the :data:`ROLLUPS` from ``aggregated_metrics``,
     ``name_instances`` and ``instance_heartbeats`` (the upgrade to version 3; tests that
-    write those tables directly call it too)."""
-    a, n, h = aggregated_metrics, name_instances, instance_heartbeats
+    write those tables directly call it too). Set-based SQL, the same on both databases."""
     for t in ROLLUPS:
         conn.execute(sa.delete(t))
-    conn.execute(sa.update(a).values(starts=0, ends=0))
-    moves: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for column, slot in ((n.c.first_day, 0), (n.c.last_day, 1)):
-        q = sa.select(column, n.c.kind, n.c.name, sa.func.count()).group_by(
-            column, n.c.kind, n.c.name
-        )
-        for day, kind, name, c in conn.execute(q):
-            moves[(str(day), str(kind), str(name))][slot] += int(c)
-    if moves:
+    conn.execute(sa.text("UPDATE aggregated_metrics SET starts = 0, ends = 0"))
+    for column, day in (("starts", "first_day"), ("ends", "last_day")):
         conn.execute(
-            sa.update(a)
-            .where(
-                (a.c.day == sa.bindparam("b_day"))
-                & (a.c.kind == sa.bindparam("b_kind"))
-                & (a.c.name == sa.bindparam("b_name"))
+            sa.text(
+                f"UPDATE aggregated_metrics SET {column} = s.n FROM "
+                f"(SELECT {day} AS day, kind, name, count(*) AS n FROM name_instances "
+                f"GROUP BY {day}, kind, name) AS s "
+                "WHERE aggregated_metrics.day = s.day AND aggregated_metrics.kind = s.kind "
+                "AND aggregated_metrics.name = s.name"
             )
-            .values(starts=sa.bindparam("b_starts"), ends=sa.bindparam("b_ends")),
-            [
-                {"b_day": d, "b_kind": k, "b_name": m, "b_starts": s, "b_ends": e}
-                for (d, k, m), (s, e) in sorted(moves.items())
-            ],
         )
-    months: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    days: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    q2 = sa.select(a.c.day, a.c.kind, a.c.name, a.c["count"], a.c.starts, a.c.ends)
-    for day, kind, name, count, starts, ends in conn.execute(q2.execution_options(yield_per=5000)):
-        count = int(count)
-        m = months[(str(day)[:7], str(kind), str(name))]
-        m[0] += count >> 32
-        m[1] += count & HALF
-        m[2] += int(starts)
-        m[3] += int(ends)
-        d = days[(str(day), str(kind))]
-        d[0] += count >> 32
-        d[1] += count & HALF
-    _insert(
-        conn,
-        metric_months,
-        [
-            {"month": mo, "kind": k, "name": m, "count_high": hi, "count_low": lo}
-            | {"starts": s, "ends": e}
-            for (mo, k, m), (hi, lo, s, e) in sorted(months.items())
-        ],
+    conn.execute(
+        sa.text(
+            "INSERT INTO metric_months (month, kind, name, count_high, count_low, starts, ends) "
+            f"SELECT substr(day, 1, 7), kind, name, sum(count >> 32), sum(count & {HALF}), "
+            "sum(starts), sum(ends) FROM aggregated_metrics GROUP BY substr(day, 1, 7), kind, name"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO day_totals (day, kind, count_high, count_low) "
+            f"SELECT day, kind, sum(count >> 32), sum(count & {HALF}) FROM aggregated_metrics "
+            "GROUP BY day, kind"
+        )
+    )
+    received = conn.execute(
+        sa.text(
+            "SELECT received_at / 86400 AS d, count(*) FROM instance_heartbeats "
+            "GROUP BY received_at / 86400"
+        )
     )
     _insert(
         conn,
-        day_totals,
-        [
-            {"day": d, "kind": k, "count_high": hi, "count_low": lo}
-            for (d, k), (hi, lo) in sorted(days.items())
-        ],
+        receipt_days,
+        [{"day": day_of_seconds(int(d) * 86_400), "heartbeats": int(c)} for d, c in received],
     )
-    received: dict[str, int] = defaultdict(int)
-    q3 = sa.select(h.c.received_at).execution_options(yield_per=5000)
-    for (at,) in conn.execute(q3):
-        received[day_of_seconds(int(at))] += 1
-    _insert(conn, receipt_days, [{"day": d, "heartbeats": c} for d, c in sorted(received.items())])
 
 
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
