@@ -37,6 +37,8 @@ from collector.validate import Limits
 from outbox.contract import iso_utc
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Bodies of the last this many days are kept by ``fold`` (the rest become day rows).
+DEFAULT_FOLD_DAYS = 35
 DB_HELP = "SQLite file path (created if missing), or postgresql://USER:PASSWORD@HOST:PORT/DB."
 
 
@@ -436,6 +438,40 @@ def forget_instance(ctx: click.Context, target: str | None, yes: bool, instance_
     click.echo(
         f"forgot instance {removed.instance_id}: {removed.heartbeats} heartbeats, "
         f"{removed.counts} counts subtracted"
+    )
+
+
+@main.command("fold")
+@db_option(None)
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    default=DEFAULT_FOLD_DAYS,
+    show_default=True,
+    help="Keep the bodies received in the last DAYS days; fold the older ones.",
+)
+@click.pass_context
+def fold_bodies(ctx: click.Context, target: str | None, days: int) -> None:
+    """Fold the bodies of heartbeats older than DAYS into per-instance day rows.
+
+    The retention rule for bodies: what each instance counted per day is kept (so
+    forget and the instance's totals stay exact), the bodies themselves are emptied.
+    Their ids and hashes stay, so a late resend is still a duplicate. Run it daily
+    (cron, a systemd timer); each chunk of 500 heartbeats is one short transaction.
+
+    Example:
+
+    \b
+        outbox-collector fold --db collector.db --days 35
+    """
+    with opened(ctx, target) as storage:
+        try:
+            done = storage.fold(before=int(time.time()) - days * 86_400)
+        except CollectorError as e:
+            raise click.ClickException(str(e)) from e
+    click.echo(
+        f"folded {done.heartbeats} heartbeats of {done.instances} instances into "
+        f"{done.day_rows} day rows; bodies of the last {days} days are kept"
     )
 
 

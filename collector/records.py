@@ -23,6 +23,7 @@ asks the caller to run the transaction again.
 from __future__ import annotations
 
 import hmac
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from collector.schema import (
     aggregated_metrics,
     day_of_seconds,
     day_totals,
+    instance_days,
     instance_heartbeats,
     instances,
     metric_months,
@@ -419,8 +421,11 @@ def forget(
     if state is None:
         return None
     check_credential(state, credential)
-    sent = list(stored(conn, instance_id))
-    totals = sum_rows(sent)
+    totals = counted(conn, instance_id)
+    h = instance_heartbeats
+    sent = conn.execute(
+        sa.select(sa.func.count()).select_from(h).where(h.c.instance_id == instance_id)
+    ).scalar_one()
     n = name_instances
     moves: Moves = defaultdict(lambda: [0, 0])
     for kind, name, first, last in conn.execute(
@@ -464,11 +469,12 @@ def forget(
     h = instance_heartbeats
     conn.execute(sa.delete(h).where(h.c.instance_id == instance_id))
     conn.execute(sa.delete(name_instances).where(name_instances.c.instance_id == instance_id))
+    conn.execute(sa.delete(instance_days).where(instance_days.c.instance_id == instance_id))
     conn.execute(sa.delete(sequence_gaps).where(sequence_gaps.c.instance_id == instance_id))
     conn.execute(sa.delete(instances).where(instances.c.instance_id == instance_id))
     return Forgotten(
         instance_id=instance_id,
-        heartbeats=len(sent),
+        heartbeats=int(sent),
         metric_rows=len(totals),
         counts=sum(c for (_, kind, _), c in totals.items() if kind != "dropped"),
     )
@@ -580,7 +586,7 @@ def instance_info(
         .limit(max_gaps)
     ).all()
     totals: dict[str, int] = defaultdict(int)
-    for (_, kind, _), n in sum_rows(stored(conn, instance_id)).items():
+    for (_, kind, _), n in counted(conn, instance_id).items():
         totals[kind] += n
     fields = row._asdict()
     bound = fields.pop("secret_hash")
@@ -616,11 +622,95 @@ def instance_names(conn: sa.Connection, instance_id: str) -> list[tuple[str, str
 
 
 def stored(conn: sa.Connection, instance_id: str) -> Iterator[Heartbeat]:
-    """Every heartbeat stored for ``instance_id``, re-read from its body."""
+    """Every heartbeat of ``instance_id`` whose body is kept (not folded), re-read from it."""
     h = instance_heartbeats
     q = sa.select(h.c.body).where(h.c.instance_id == instance_id).order_by(h.c.sequence)
     for (body,) in conn.execute(q):
-        yield parse(bytes(body), limits=NO_LIMITS)
+        if body:
+            yield parse(bytes(body), limits=NO_LIMITS)
+
+
+def counted(conn: sa.Connection, instance_id: str) -> dict[tuple[str, str, str], int]:
+    """What ``instance_id``'s heartbeats added, per (day, kind, name): its kept bodies plus
+    its folded days (``instance_days``)."""
+    totals = sum_rows(stored(conn, instance_id))
+    d = instance_days
+    for day, counts in conn.execute(
+        sa.select(d.c.day, d.c.counts).where(d.c.instance_id == instance_id)
+    ):
+        for key, n in json.loads(counts).items():
+            kind, name = key.split(" ", 1)
+            totals[(day, kind, name)] += int(n)
+    return totals
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What :func:`fold` did."""
+
+    heartbeats: int
+    instances: int
+    day_rows: int
+
+
+def fold(
+    conn: sa.Connection, sql: Statements, before: int, limit: int
+) -> tuple[int, set[tuple[str, str]]]:
+    """Fold the bodies of up to ``limit`` heartbeats received before ``before`` (unix
+    seconds) into ``instance_days``, and empty them; returns how many, and the (instance
+    id, day) rows written.
+
+    Exact by construction: a folded day row holds the very sums the bodies held, so
+    :func:`counted` (what forget subtracts, what an instance's totals show) is the same
+    before and after. The instances are locked first, in order, as ingest and forget do.
+    """
+    h, d = instance_heartbeats, instance_days
+    rows = conn.execute(
+        sa.select(h.c.heartbeat_id, h.c.instance_id, h.c.body)
+        .where((h.c.received_at < before) & (sa.func.length(h.c.body) > 0))
+        .order_by(h.c.instance_id, h.c.sequence)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return 0, set()
+    ids = sorted({iid for _, iid, _ in rows})
+    lock_instances(conn, sql, ids)
+    per_day: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for _, iid, body in rows:
+        for (day, kind, name), n in sum_rows([parse(bytes(body), limits=NO_LIMITS)]).items():
+            per_day[(iid, day)][f"{kind} {name}"] += n
+    existing = {
+        (iid, day): json.loads(counts)
+        for iid, day, counts in conn.execute(
+            sa.select(d.c.instance_id, d.c.day, d.c.counts).where(d.c.instance_id.in_(ids))
+        )
+    }
+    inserts, updates = [], []
+    for key, counts in sorted(per_day.items()):
+        merged = existing.get(key)
+        if merged is None:
+            inserts.append({"instance_id": key[0], "day": key[1], "counts": _dump(counts)})
+            continue
+        for name, n in counts.items():
+            merged[name] = merged.get(name, 0) + n
+        updates.append({"b_id": key[0], "b_day": key[1], "b_counts": _dump(merged)})
+    if inserts:
+        conn.execute(sa.insert(d), inserts)
+    if updates:
+        conn.execute(
+            sa.update(d)
+            .where((d.c.instance_id == sa.bindparam("b_id")) & (d.c.day == sa.bindparam("b_day")))
+            .values(counts=sa.bindparam("b_counts")),
+            updates,
+        )
+    conn.execute(
+        sa.update(h).where(h.c.heartbeat_id.in_(sorted(hid for hid, _, _ in rows))).values(body=b"")
+    )
+    return len(rows), set(per_day)
+
+
+def _dump(counts: dict[str, int]) -> str:
+    return json.dumps(dict(sorted(counts.items())), separators=(",", ":"))
 
 
 def sum_rows(heartbeats: Iterable[Heartbeat]) -> dict[tuple[str, str, str], int]:

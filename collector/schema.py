@@ -107,6 +107,20 @@ receipt_days = sa.Table(
     sa.Column("heartbeats", sa.BigInteger, nullable=False),
 )
 
+#: What folded bodies counted: per instance and UTC day, ``counts`` is a JSON object of
+#: ``"<kind> <name>"`` → the summed count of every folded heartbeat of that instance for
+#: that day (drops as kind ``dropped``, on the day of ``period_end``, as in
+#: ``aggregated_metrics``). A folded heartbeat keeps its ``instance_heartbeats`` row (id,
+#: hash: resends are still duplicates), with an empty body.
+instance_days = sa.Table(
+    "instance_days",
+    metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("counts", sa.Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 #: The tables derived from the others (kept in the same transactions), rebuilt from them
 #: by :func:`rebuild_rollups`.
 ROLLUPS: Final = (metric_months, day_totals, receipt_days)
@@ -244,13 +258,14 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]])
 def _upgrade_3(conn: sa.Connection) -> None:
     """Version 3: the rollups that let the insights of a year answer without reading a
     year of rows (``starts``/``ends``, ``metric_months``, ``day_totals``,
-    ``receipt_days``), filled from what is stored."""
+    ``receipt_days``), filled from what is stored; ``instance_days`` for folded bodies."""
     for column in ("starts", "ends"):
         conn.execute(
             sa.text(f"ALTER TABLE aggregated_metrics ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
         )
     for t in ROLLUPS:
         t.create(conn)
+    instance_days.create(conn)
     rebuild_rollups(conn)
 
 

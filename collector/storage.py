@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from collector import records, schema
 from collector.bulk import Statements
 from collector.errors import CollectorError, StorageBusy, StorageError
-from collector.records import Forgotten, InstanceInfo, Outcome, RaceLost
+from collector.records import Folded, Forgotten, InstanceInfo, Outcome, RaceLost
 from collector.validate import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -378,6 +378,18 @@ class Storage:
         """
         return self.write(lambda conn: records.forget(conn, self._sql, instance_id, credential))
 
+    def fold(self, *, before: int, chunk: int = 500) -> Folded:
+        """Fold the bodies of every heartbeat received before ``before`` (unix seconds)
+        into per-instance day rows (:func:`collector.records.fold`), ``chunk`` heartbeats
+        per transaction so that ingest waits for one chunk at most."""
+        heartbeats, rows = 0, set()
+        while True:
+            n, written = self.write(lambda conn: records.fold(conn, self._sql, before, chunk))
+            heartbeats += n
+            rows |= written
+            if n < chunk:
+                return Folded(heartbeats, len({iid for iid, _ in rows}), len(rows))
+
     def instance(
         self, instance_id: str, *, credential: str | None = None, max_gaps: int = 1000
     ) -> InstanceInfo | None:
@@ -402,4 +414,4 @@ class Storage:
         return self.read(lambda conn: records.instance_names(conn, instance_id))
 
 
-__all__ = ["Forgotten", "InstanceInfo", "Outcome", "Storage", "database_url"]
+__all__ = ["Folded", "Forgotten", "InstanceInfo", "Outcome", "Storage", "database_url"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from collector.records import sum_rows
 from collector.schema import (
     ROLLUPS,
     aggregated_metrics,
+    instance_days,
     instance_heartbeats,
     name_instances,
     rebuild_rollups,
@@ -42,9 +44,17 @@ def aggregates(c: Collector) -> Counter[tuple[str, str, str]]:
 
 
 def from_bodies(c: Collector) -> Counter[tuple[str, str, str]]:
+    """What the kept bodies and the folded day rows (``instance_days``) add up to."""
+
     def q(conn: sa.Connection) -> Counter[tuple[str, str, str]]:
         rows = conn.execute(sa.select(instance_heartbeats.c.body)).scalars()
-        return Counter(sum_rows(parse(bytes(b), limits=NO_LIMITS) for b in rows))
+        out = Counter(sum_rows(parse(bytes(b), limits=NO_LIMITS) for b in rows if b))
+        d = instance_days
+        for day, counts in conn.execute(sa.select(d.c.day, d.c.counts)):
+            for key, n in json.loads(counts).items():
+                kind, name = key.split(" ", 1)
+                out[(day, kind, name)] += n
+        return out
 
     return c.storage.read(q)
 
@@ -63,6 +73,9 @@ def test_random_sends_resends_conflicts_and_forgets(collector: Collector) -> Non
             b = rng.choice(sent).replace(b'"sequence":', b'"sequence": ')  # same id, other bytes
         elif roll < 0.25:
             collector.forget(rng.choice(instances))
+            continue
+        elif roll < 0.29:  # fold the bodies received up to now, keep later ones
+            collector.storage.fold(before=int(collector.clock()), chunk=rng.choice([1, 3, 50]))
             continue
         else:
             iid = rng.choice(instances)
@@ -87,6 +100,7 @@ def test_random_sends_resends_conflicts_and_forgets(collector: Collector) -> Non
             )
             sent.append(b)
         statuses[collector.post(b).status_code] += 1
+        collector.clock.advance(rng.choice([0, 60]))
         if step % 20 == 19:
             assert aggregates(collector) == from_bodies(collector)
     assert aggregates(collector) == from_bodies(collector)
@@ -156,6 +170,8 @@ def test_the_rollups_answer_every_window_as_the_rows_do(collector: Collector) ->
         if rng.random() < 0.08:
             collector.forget(rng.choice(instances))
             continue
+        if rng.random() < 0.05:
+            collector.storage.fold(before=int(collector.clock()) - 86_400)
         iid = rng.choice(instances)
         sequence[iid] += 1
         ahead = datetime.fromtimestamp(collector.clock(), UTC).date() + timedelta(days=10)

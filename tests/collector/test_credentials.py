@@ -162,7 +162,7 @@ def downgrade_to_version_1(storage: Storage) -> None:
     def go(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE instances DROP COLUMN secret_hash"))
         conn.execute(sa.text("DROP TABLE name_instances"))
-        for table in ("metric_months", "day_totals", "receipt_days"):
+        for table in ("metric_months", "day_totals", "receipt_days", "instance_days"):
             conn.execute(sa.text(f"DROP TABLE {table}"))
         for column in ("starts", "ends"):
             conn.execute(sa.text(f"ALTER TABLE aggregated_metrics DROP COLUMN {column}"))
