@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -638,7 +639,7 @@ def counted(conn: sa.Connection, instance_id: str) -> dict[tuple[str, str, str],
     for day, counts in conn.execute(
         sa.select(d.c.day, d.c.counts).where(d.c.instance_id == instance_id)
     ):
-        for key, n in json.loads(counts).items():
+        for key, n in day_counts(counts).items():
             kind, name = key.split(" ", 1)
             totals[(day, kind, name)] += int(n)
     return totals
@@ -680,7 +681,7 @@ def fold(
         for (day, kind, name), n in sum_rows([parse(bytes(body), limits=NO_LIMITS)]).items():
             per_day[(iid, day)][f"{kind} {name}"] += n
     existing = {
-        (iid, day): json.loads(counts)
+        (iid, day): day_counts(counts)
         for iid, day, counts in conn.execute(
             sa.select(d.c.instance_id, d.c.day, d.c.counts).where(d.c.instance_id.in_(ids))
         )
@@ -709,8 +710,14 @@ def fold(
     return len(rows), set(per_day)
 
 
-def _dump(counts: dict[str, int]) -> str:
-    return json.dumps(dict(sorted(counts.items())), separators=(",", ":"))
+def _dump(counts: dict[str, int]) -> bytes:
+    return zlib.compress(json.dumps(dict(sorted(counts.items())), separators=(",", ":")).encode())
+
+
+def day_counts(stored: bytes) -> dict[str, int]:
+    """An ``instance_days.counts`` value: ``"<kind> <name>"`` → count."""
+    found: dict[str, int] = json.loads(zlib.decompress(bytes(stored)))
+    return found
 
 
 def sum_rows(heartbeats: Iterable[Heartbeat]) -> dict[tuple[str, str, str], int]:

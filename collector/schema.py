@@ -107,9 +107,9 @@ receipt_days = sa.Table(
     sa.Column("heartbeats", sa.BigInteger, nullable=False),
 )
 
-#: What folded bodies counted: per instance and UTC day, ``counts`` is a JSON object of
-#: ``"<kind> <name>"`` → the summed count of every folded heartbeat of that instance for
-#: that day (drops as kind ``dropped``, on the day of ``period_end``, as in
+#: What folded bodies counted: per instance and UTC day, ``counts`` is a zlib-compressed
+#: JSON object of ``"<kind> <name>"`` → the summed count of every folded heartbeat of that
+#: instance for that day (drops as kind ``dropped``, on the day of ``period_end``, as in
 #: ``aggregated_metrics``). A folded heartbeat keeps its ``instance_heartbeats`` row (id,
 #: hash: resends are still duplicates), with an empty body.
 instance_days = sa.Table(
@@ -117,7 +117,7 @@ instance_days = sa.Table(
     metadata,
     sa.Column("instance_id", sa.String(36), primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),
-    sa.Column("counts", sa.Text, nullable=False),
+    sa.Column("counts", sa.LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ import sqlalchemy as sa
 from collector import Storage
 from collector.errors import CollectorError
 from collector.insights import DAY, collect, per_name, received_since, window
-from collector.records import sum_rows
+from collector.records import day_counts, sum_rows
 from collector.schema import (
     ROLLUPS,
     aggregated_metrics,
@@ -51,7 +50,7 @@ def from_bodies(c: Collector) -> Counter[tuple[str, str, str]]:
         out = Counter(sum_rows(parse(bytes(b), limits=NO_LIMITS) for b in rows if b))
         d = instance_days
         for day, counts in conn.execute(sa.select(d.c.day, d.c.counts)):
-            for key, n in json.loads(counts).items():
+            for key, n in day_counts(counts).items():
                 kind, name = key.split(" ", 1)
                 out[(day, kind, name)] += n
         return out
