@@ -281,20 +281,23 @@ def bind_first(
     return binding
 
 
-def name_spans(heartbeats: Iterable[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
+def name_spans(heartbeats: Sequence[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
     """(instance id, kind, name) → [first day, last day] reported, sorted by key (the
-    table's primary key, so PostgreSQL locks in one order)."""
+    table's primary key, so PostgreSQL locks in one order); from each heartbeat's
+    ``spans``, merged when one instance sent several."""
+    ids = [hb.instance_id for hb in heartbeats]
+    if len(set(ids)) == len(ids):  # one heartbeat per instance: nothing to merge
+        ordered = sorted(heartbeats, key=lambda hb: hb.instance_id)  # spans are sorted
+        return [((hb.instance_id, k, n), [f, la]) for hb in ordered for k, n, f, la in hb.spans]
     spans: dict[tuple[str, str, str], list[str]] = {}
     for hb in heartbeats:
-        for day, kind, name, _ in hb.rows:
+        for kind, name, first, last in hb.spans:
             key = (hb.instance_id, kind, name)
             span = spans.get(key)
             if span is None:
-                spans[key] = [day, day]
-            elif day < span[0]:
-                span[0] = day
-            elif day > span[1]:
-                span[1] = day
+                spans[key] = [first, last]
+            else:
+                span[0], span[1] = min(span[0], first), max(span[1], last)
     return sorted(spans.items())
 
 
