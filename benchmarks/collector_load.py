@@ -379,7 +379,7 @@ def cpu_seconds(pid: int, *, tree: bool = False) -> float:
 
 def table(results: list[Result]) -> None:
     head = (
-        f"| {'collector':9} | {'backend':8} | {'heartbeats/s':>12} | {'p50 ms':>7} | "
+        f"| {'collector':11} | {'backend':8} | {'heartbeats/s':>12} | {'p50 ms':>7} | "
         f"{'p99 ms':>7} | {'accepted':>8} | {'duplicate':>9} | {'errors':>6} | "
         f"{'server CPU ms/hb':>16} | {'PG CPU ms/hb':>12} | {'client CPU ms/hb':>16} |"
     )
@@ -387,7 +387,7 @@ def table(results: list[Result]) -> None:
     print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
     for r in results:
         print(
-            f"| {r.label:9} | {r.backend:8} | {r.rate:>12,.0f} | {r.pct(50):>7.1f} | "
+            f"| {r.label:11} | {r.backend:8} | {r.rate:>12,.0f} | {r.pct(50):>7.1f} | "
             f"{r.pct(99):>7.1f} | {r.accepted:>8} | {r.duplicates:>9} | {r.errors:>6} | "
             f"{r.server_cpu / r.sent * 1000:>16.2f} | {r.db_cpu / r.sent * 1000:>12.2f} | "
             f"{r.client_cpu / r.sent * 1000:>16.2f} |"
@@ -395,38 +395,41 @@ def table(results: list[Result]) -> None:
 
 
 def summary(results: list[Result]) -> None:
-    """Median per (collector, backend) over the rounds, the spread, and this/REF."""
+    """Median per (collector, backend) over the rounds, the spread, and the ratios to the
+    first contender (REF's collector, or the first ``--variant``)."""
     print()
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.backend, r.label), []).append(r)
     print(
-        f"| {'backend':8} | {'collector':9} | {'rounds':>6} | {'median hb/s':>11} | "
+        f"| {'backend':8} | {'collector':11} | {'rounds':>6} | {'median hb/s':>11} | "
         f"{'spread hb/s':>15} | {'median p99 ms':>13} | {'server CPU ms/hb':>16} | "
-        f"{'hb/s ratio':>10} | {'CPU ratio':>9} |"
+        f"{'PG CPU ms/hb':>12} | {'hb/s ratio':>10} | {'CPU ratio':>9} |"
     )
     print(
-        f"|{'-' * 10}|{'-' * 11}|{'-' * 8}|{'-' * 13}|{'-' * 17}|{'-' * 15}|{'-' * 18}|"
-        f"{'-' * 12}|{'-' * 11}|"
+        f"|{'-' * 10}|{'-' * 13}|{'-' * 8}|{'-' * 13}|{'-' * 17}|{'-' * 15}|{'-' * 18}|"
+        f"{'-' * 14}|{'-' * 12}|{'-' * 11}|"
     )
     for backend in dict.fromkeys(b for b, _ in groups):
-        ref = groups.get((backend, "before"))
+        first = results[0].label
+        ref = groups.get((backend, first))
         for (b, label), rs in groups.items():
             if b != backend:
                 continue
             rate = statistics.median(r.rate for r in rs)
             cpu = statistics.median(r.server_cpu / r.sent * 1000 for r in rs)
             p99 = statistics.median(r.pct(99) for r in rs)
+            db = statistics.median(r.db_cpu / r.sent * 1000 for r in rs)
             spread = f"{min(r.rate for r in rs):,.0f}-{max(r.rate for r in rs):,.0f}"
-            if ref and label != "before":
+            if ref and label != first:
                 ref_rate = statistics.median(r.rate for r in ref)
                 ref_cpu = statistics.median(r.server_cpu / r.sent * 1000 for r in ref)
                 ratios = f"{rate / ref_rate:>10.2f} | {cpu / ref_cpu:>9.2f}"
             else:
                 ratios = f"{'1.00' if ref else '':>10} | {'1.00' if ref else '':>9}"
             print(
-                f"| {backend:8} | {label:9} | {len(rs):>6} | {rate:>11,.0f} | {spread:>15} | "
-                f"{p99:>13.1f} | {cpu:>16.2f} | {ratios} |"
+                f"| {backend:8} | {label:11} | {len(rs):>6} | {rate:>11,.0f} | {spread:>15} | "
+                f"{p99:>13.1f} | {cpu:>16.2f} | {db:>12.2f} | {ratios} |"
             )
 
 
@@ -439,6 +442,14 @@ def main() -> int:
     parser.add_argument("--pg-dsn", help="use this PostgreSQL database instead of a new cluster")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating contenders")
     parser.add_argument("--against", metavar="REF", help="also run git commit REF's collector")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=OPTIONS",
+        help="a collector started with these options (repeat: side by side, the first is "
+        'the reference), e.g. --variant "1 process=--workers 1" --variant "2=--workers 2"',
+    )
     parser.add_argument("collector_args", nargs="*", help="extra outbox-collector options")
     args = parser.parse_args()
 
@@ -452,9 +463,13 @@ def main() -> int:
     )
     results: list[Result] = []
     with contextlib.ExitStack() as stack:
-        contenders: list[tuple[str, str | None]] = [("this", None)]
+        contenders: list[tuple[str, str | None, list[str]]] = [
+            (label, None, [*args.collector_args, *options.split()])
+            for label, _, options in (v.partition("=") for v in args.variant)
+        ] or [("this", None, args.collector_args)]
         if args.against:
-            contenders.insert(0, ("before", stack.enter_context(checkout(args.against))))
+            src = stack.enter_context(checkout(args.against))
+            contenders.insert(0, ("before", src, args.collector_args))
         targets: list[tuple[str, Callable[[], str]]] = []
         if args.backend in ("sqlite", "both"):
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
@@ -465,26 +480,18 @@ def main() -> int:
             targets.append(("postgres", lambda: fresh_postgres(dsn)))
         for _ in range(args.rounds):
             for backend, target in targets:
-                for label, src in contenders:
-                    r = run(
-                        label,
-                        backend,
-                        target(),
-                        bodies,
-                        warmup,
-                        args.clients,
-                        args.collector_args,
-                        src,
-                    )
+                for label, src, options in contenders:
+                    r = run(label, backend, target(), bodies, warmup, args.clients, options, src)
                     results.append(r)
                     print(
-                        f"  {label:7} {backend:8} {r.rate:8,.0f} hb/s  p99 {r.pct(99):6.1f} ms"
-                        f"  server CPU {r.server_cpu / r.sent * 1000:.2f} ms/hb",
+                        f"  {label:11} {backend:8} {r.rate:8,.0f} hb/s  p99 {r.pct(99):6.1f} ms"
+                        f"  server CPU {r.server_cpu / r.sent * 1000:.2f} ms/hb"
+                        f"  PG CPU {r.db_cpu / r.sent * 1000:.2f} ms/hb",
                         flush=True,
                     )
     print(f"\n{machine()}\n")
     table(results)
-    if args.rounds > 1 or args.against:
+    if args.rounds > 1 or len(contenders) > 1:
         summary(results)
     expected_accepted = uniques
     bad = [r for r in results if r.errors or r.accepted != expected_accepted]

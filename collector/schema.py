@@ -71,6 +71,9 @@ aggregated_metrics = sa.Table(
     sa.Column("starts", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.Column("ends", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint("count >= 0", name="aggregated_metrics_count_nonnegative"),
+    # On SQLite stored in key order (one B-tree, not a table and its key index): an
+    # upsert writes one, and a window of days is one contiguous range.
+    sqlite_with_rowid=False,
 )
 
 #: ``aggregated_metrics`` summed per UTC month (``YYYY-MM``): what a long window reads
@@ -87,6 +90,7 @@ metric_months = sa.Table(
     sa.Column("count_low", sa.BigInteger, nullable=False),
     sa.Column("starts", sa.BigInteger, nullable=False),
     sa.Column("ends", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: ``aggregated_metrics`` summed per UTC day and kind (the daily chart), halves as above.
@@ -97,6 +101,7 @@ day_totals = sa.Table(
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("count_high", sa.BigInteger, nullable=False),
     sa.Column("count_low", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: Heartbeats stored per UTC day of receipt (``instance_heartbeats.received_at``).
@@ -105,6 +110,7 @@ receipt_days = sa.Table(
     metadata,
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("heartbeats", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: What folded bodies counted: per instance and UTC day, ``counts`` is a zlib-compressed
@@ -259,10 +265,23 @@ def _upgrade_3(conn: sa.Connection) -> None:
     """Version 3: the rollups that let the insights of a year answer without reading a
     year of rows (``starts``/``ends``, ``metric_months``, ``day_totals``,
     ``receipt_days``), filled from what is stored; ``instance_days`` for folded bodies."""
-    for column in ("starts", "ends"):
+    if conn.dialect.name == "sqlite":  # rebuilt in key order (WITHOUT ROWID)
+        conn.execute(sa.text("ALTER TABLE aggregated_metrics RENAME TO aggregated_metrics_v2"))
+        aggregated_metrics.create(conn)
         conn.execute(
-            sa.text(f"ALTER TABLE aggregated_metrics ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
+            sa.text(
+                "INSERT INTO aggregated_metrics (day, kind, name, count) "
+                "SELECT day, kind, name, count FROM aggregated_metrics_v2"
+            )
         )
+        conn.execute(sa.text("DROP TABLE aggregated_metrics_v2"))
+    else:
+        for column in ("starts", "ends"):
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE aggregated_metrics ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
+                )
+            )
     for t in ROLLUPS:
         t.create(conn)
     instance_days.create(conn)
