@@ -5,9 +5,10 @@ transaction (what the transactions do is in :mod:`collector.records`):
 :meth:`Storage.ingest`, :meth:`Storage.forget`, :meth:`Storage.instance`, and
 :meth:`Storage.read` for the insights.
 
-SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` plus a process-wide lock so
-that writers queue instead of failing with "database is locked"; a lock held by
-another process for longer than the timeout is :class:`StorageBusy`. The writer
+SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` behind a :class:`WriterLock`
+(threads, then ``flock`` across processes) so that writers queue instead of failing
+with "database is locked"; a lock held by another process for longer than the timeout
+is :class:`StorageBusy`. The writer
 never checkpoints inline (``wal_autocheckpoint=0``): a :class:`Checkpointer` thread
 copies the WAL into the database beside it, so a batch's commit costs its own fsync
 and nothing more; only a WAL past :data:`WAL_HARD_LIMIT` bytes makes the writer
@@ -24,6 +25,7 @@ hold instance ids and credential hashes), and so is a folder created for them (0
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -85,7 +87,7 @@ def make_private(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE))
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal", "-writer.lock"):
         try:
             os.chmod(f"{path}{suffix}", PRIVATE_FILE)
         except FileNotFoundError:
@@ -99,6 +101,56 @@ CHECKPOINT_INTERVAL: Final = 0.25
 #: A WAL larger than this (bytes) is checkpointed by the writer itself (RESTART), so that
 #: the file stays bounded when the background checkpoints cannot catch up.
 WAL_HARD_LIMIT: Final = 256 * 1024 * 1024
+
+
+class WriterLock:
+    """The writers of every collector process on one SQLite file, one at a time: a lock
+    for this process's threads, then ``flock`` on ``<database>-writer.lock``.
+
+    SQLite's own busy handler, when two processes both want to write, sleeps in steps of
+    up to 100 ms; a lock released here is taken within half a millisecond, so processes
+    sharing the file (``--workers``) take turns without idling. Waiting longer than the
+    busy timeout is :class:`StorageBusy`. The kernel drops the lock of a process that
+    dies. Writers that do not use it (another program) are still kept out by SQLite.
+    """
+
+    def __init__(self, path: str, *, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE)
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StorageBusy(
+                            "another collector process has been writing to the SQLite "
+                            f"database for more than {self.timeout:g} s"
+                        ) from None
+                    time.sleep(0.0005)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class Checkpointer:
@@ -206,7 +258,7 @@ class Storage:
                 busy_timeout, synchronous, "BEGIN IMMEDIATE", 1, autocheckpoint=0
             )
             self._reader = self._sqlite_engine(busy_timeout, synchronous, "BEGIN", 4)
-            self._lock = threading.Lock()
+            self._lock = WriterLock(f"{path}-writer.lock", timeout=busy_timeout)
             self._wal_path: str | None = f"{path}-wal"
             self._checkpointer: Checkpointer | None = Checkpointer(
                 str(path), busy_timeout=busy_timeout
@@ -267,6 +319,8 @@ class Storage:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if isinstance(self._lock, WriterLock):
+            self._lock.close()
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()

@@ -130,7 +130,7 @@ def test_two_secrets_racing_for_a_new_instance_bind_exactly_one(collector: Colle
 
 def test_the_database_files_are_private(tmp_path: Path) -> None:
     """SQLite only (PostgreSQL keeps its own files): the database, its -wal and -shm
-    hold instance ids and credential hashes."""
+    hold instance ids and credential hashes; the writers' lock file is private too."""
     path = tmp_path / "collector" / "collector.db"
     storage = Storage(path)
     with serve_in_thread(create_app(storage)) as running:
@@ -142,7 +142,9 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
         assert r.json()["status"] == "accepted"
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("*")}
     storage.close()
-    assert modes == {"collector.db": 0o600, "collector.db-wal": 0o600, "collector.db-shm": 0o600}
+    assert modes == dict.fromkeys(
+        ["collector.db", "collector.db-wal", "collector.db-shm", "collector.db-writer.lock"], 0o600
+    )
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # the folder it created
 
 

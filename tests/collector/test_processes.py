@@ -5,8 +5,12 @@ at the same moment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +20,8 @@ import httpx
 import pytest
 
 from collector import Storage, insights
+from collector.errors import StorageBusy
+from collector.validate import parse
 from tests.collector.payloads import MIX, auth, body, totals
 from tests.collector.test_cli import Server, start
 from tests.helpers import T0
@@ -148,3 +154,42 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_writer_lock_held_too_long_by_another_process_is_busy(tmp_path: Path) -> None:
+    """The cross-process writer lock (flock on ``<db>-writer.lock``): held by another
+    process past the busy timeout, a write is StorageBusy (503), nothing half-done; once
+    released (here: that process dies), writes go on."""
+    db = tmp_path / "collector.db"
+    made = Storage(db)
+    made.migrate(now=0)
+    made.close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; "
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            f"{db}-writer.lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        storage = Storage(db, busy_timeout=0.3)
+        hb = dataclasses.replace(parse(body()), credential="c" * 64)
+        with pytest.raises(StorageBusy, match="another collector process"):
+            storage.ingest([hb], now=1)
+        holder.kill()  # the kernel releases a dead process's lock
+        holder.wait(10)
+        assert storage.ingest([hb], now=1)[0].status == "accepted"
+        assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("collector.db*")} == {0o600}
+        storage.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()
