@@ -17,8 +17,8 @@ divided by their number.
     python benchmarks/collector_year.py                     # SQLite and PostgreSQL
     python benchmarks/collector_year.py --backend sqlite --instances 2000
 
-Everything is made in temp dirs and removed at the end (SQLite ~1.2 GB, PostgreSQL
-~1.5 GB at the default scale).
+Everything is made in temp dirs and removed at the end (SQLite ~1.1 GB, PostgreSQL
+~2 GB at the default scale; about 4 GB of memory while generating).
 """
 
 from __future__ import annotations
