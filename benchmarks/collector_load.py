@@ -12,6 +12,13 @@ accepted/duplicate as expected, anything else is counted as an error.
     python benchmarks/collector_load.py                      # SQLite and PostgreSQL
     python benchmarks/collector_load.py --backend sqlite --heartbeats 20000
     python benchmarks/collector_load.py --pg-dsn postgresql://app:pw@127.0.0.1:5432/bench
+    python benchmarks/collector_load.py --against ad0869f --rounds 3   # before/after
+
+``--against REF`` runs the collector of that git commit (``git archive`` of
+``collector/`` and ``outbox/`` into a temp dir, first on ``PYTHONPATH``) and this
+one in alternating rounds on the same bodies, and prints their ratio: the figure to
+trust on a machine shared with other work. The date, the machine and ``uptime``
+are printed with every table.
 
 Without ``--pg-dsn`` a throwaway PostgreSQL cluster is made in a temp dir, as the tests
 make theirs (``tests/support/postgres.py``: ``initdb`` on the PATH or in Debian's
@@ -28,6 +35,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -70,6 +78,7 @@ UI = ["bulk_edit", "export_csv", "column_sort", "filter.save", "dark_mode", "sea
 
 @dataclass
 class Result:
+    label: str
     backend: str
     clients: int
     sent: int
@@ -80,6 +89,7 @@ class Result:
     latencies: list[float]
     server_cpu: float  # seconds of CPU the collector process used
     client_cpu: float
+    db_cpu: float = 0.0  # seconds of CPU the PostgreSQL cluster used (a throwaway one)
 
     @property
     def rate(self) -> float:
@@ -187,7 +197,7 @@ def load(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float
 
 
 @contextlib.contextmanager
-def collector(db: str, *extra: str) -> Iterator[tuple[str, int]]:
+def collector(db: str, *extra: str, src: str | None = None) -> Iterator[tuple[str, int]]:
     cmd = [
         sys.executable,
         "-m",
@@ -201,7 +211,11 @@ def collector(db: str, *extra: str) -> Iterator[tuple[str, int]]:
         "warning",
         *extra,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if src is not None:  # another commit's collector, ahead of the installed one
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    # -m puts the working directory first on sys.path: run a reference from its own.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=src)
     try:
         assert proc.stdout is not None
         url = None
@@ -230,14 +244,25 @@ def throwaway_postgres() -> Iterator[str]:
 
 
 def run(
-    backend: str, db: str, bodies: list[bytes], warmup: list[bytes], clients: int, extra: list[str]
+    label: str,
+    backend: str,
+    db: str,
+    bodies: list[bytes],
+    warmup: list[bytes],
+    clients: int,
+    extra: list[str],
+    src: str | None = None,
 ) -> Result:
-    with collector(db, *extra) as (url, pid):
+    with collector(db, *extra, src=src) as (url, pid):
         load(url, warmup, clients)  # new connections, first pages of the database
-        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+        server_cpu, client_cpu = cpu_seconds(pid, tree=True), time.process_time()
+        db_cpu = postgres_cpu()
         seconds, latencies, tally = load(url, bodies, clients)
-        server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
+        server_cpu = cpu_seconds(pid, tree=True) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        db_cpu = postgres_cpu() - db_cpu
     return Result(
+        label,
         backend,
         clients,
         len(bodies),
@@ -248,13 +273,112 @@ def run(
         latencies,
         server_cpu,
         client_cpu,
+        db_cpu,
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+#: The data directory of the throwaway cluster, when one runs.
+PG_DATA: list[str] = []
+
+
+def postgres_cpu() -> float:
+    """CPU seconds the throwaway PostgreSQL cluster (postmaster and backends) used so far."""
+    if not PG_DATA:
+        return 0.0
+    pid = int(Path(PG_DATA[0], "postmaster.pid").read_text().split()[0])
+    return cpu_seconds(pid, tree=True)
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[str]:
+    """``collector/`` and ``outbox/`` of git commit ``ref``, in a temp dir."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="collector-ref-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", ref, "collector", "outbox", "schema.sql"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        shutil.copy(Path(tmp) / "schema.sql", Path(tmp) / "outbox" / "schema.sql")
+        yield tmp
+
+
+def machine() -> str:
+    """Date, CPUs, Python and the load average: printed with every table."""
+    load1, load5, load15 = os.getloadavg()
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}, load average {load1:.1f} {load5:.1f} {load15:.1f}"
+    )
+
+
+def cpu_seconds(pid: int, *, tree: bool = False) -> float:
+    """User + system CPU time of a process so far (Linux /proc); with ``tree``, plus that
+    of its children still running (a collector's ``--workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if not tree:
+        return own
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return own + sum(cpu_seconds(int(k), tree=True) for k in kids if Path(f"/proc/{k}").exists())
+
+
+def table(results: list[Result]) -> None:
+    head = (
+        f"| {'collector':11} | {'backend':8} | {'heartbeats/s':>12} | {'p50 ms':>7} | "
+        f"{'p99 ms':>7} | {'accepted':>8} | {'duplicate':>9} | {'errors':>6} | "
+        f"{'server CPU ms/hb':>16} | {'PG CPU ms/hb':>12} | {'client CPU ms/hb':>16} |"
+    )
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
+    for r in results:
+        print(
+            f"| {r.label:11} | {r.backend:8} | {r.rate:>12,.0f} | {r.pct(50):>7.1f} | "
+            f"{r.pct(99):>7.1f} | {r.accepted:>8} | {r.duplicates:>9} | {r.errors:>6} | "
+            f"{r.server_cpu / r.sent * 1000:>16.2f} | {r.db_cpu / r.sent * 1000:>12.2f} | "
+            f"{r.client_cpu / r.sent * 1000:>16.2f} |"
+        )
+
+
+def summary(results: list[Result]) -> None:
+    """Median per (collector, backend) over the rounds, the spread, and the ratios to the
+    first contender (REF's collector, or the first ``--variant``)."""
+    print()
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.backend, r.label), []).append(r)
+    print(
+        f"| {'backend':8} | {'collector':11} | {'rounds':>6} | {'median hb/s':>11} | "
+        f"{'spread hb/s':>15} | {'median p99 ms':>13} | {'server CPU ms/hb':>16} | "
+        f"{'PG CPU ms/hb':>12} | {'hb/s ratio':>10} | {'CPU ratio':>9} |"
+    )
+    print(
+        f"|{'-' * 10}|{'-' * 13}|{'-' * 8}|{'-' * 13}|{'-' * 17}|{'-' * 15}|{'-' * 18}|"
+        f"{'-' * 14}|{'-' * 12}|{'-' * 11}|"
+    )
+    for backend in dict.fromkeys(b for b, _ in groups):
+        first = results[0].label
+        ref = groups.get((backend, first))
+        for (b, label), rs in groups.items():
+            if b != backend:
+                continue
+            rate = statistics.median(r.rate for r in rs)
+            cpu = statistics.median(r.server_cpu / r.sent * 1000 for r in rs)
+            p99 = statistics.median(r.pct(99) for r in rs)
+            db = statistics.median(r.db_cpu / r.sent * 1000 for r in rs)
+            spread = f"{min(r.rate for r in rs):,.0f}-{max(r.rate for r in rs):,.0f}"
+            if ref and label != first:
+                ref_rate = statistics.median(r.rate for r in ref)
+                ref_cpu = statistics.median(r.server_cpu / r.sent * 1000 for r in ref)
+                ratios = f"{rate / ref_rate:>10.2f} | {cpu / ref_cpu:>9.2f}"
+            else:
+                ratios = f"{'1.00' if ref else '':>10} | {'1.00' if ref else '':>9}"
+            print(
+                f"| {backend:8} | {label:11} | {len(rs):>6} | {rate:>11,.0f} | {spread:>15} | "
+                f"{p99:>13.1f} | {cpu:>16.2f} | {db:>12.2f} | {ratios} |"
+            )
 
 
 def main() -> int:
@@ -264,6 +388,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--duplicates", type=float, default=0.1, help="share of resends")
     parser.add_argument("--pg-dsn", help="use this PostgreSQL database instead of a new cluster")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating contenders")
+    parser.add_argument("--against", metavar="REF", help="also run git commit REF's collector")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=OPTIONS",
+        help="a collector started with these options (repeat: side by side, the first is "
+        'the reference), e.g. --variant "1 process=--workers 1" --variant "2=--workers 2"',
+    )
     parser.add_argument("collector_args", nargs="*", help="extra outbox-collector options")
     args = parser.parse_args()
 
@@ -272,45 +406,41 @@ def main() -> int:
     size = statistics.mean(len(b) for b in bodies)
     print(
         f"{len(bodies)} heartbeats ({uniques} distinct, {len(bodies) - uniques} resent), "
-        f"{size / 1024:.1f} KiB average body, {args.clients} concurrent clients, "
-        f"{os.cpu_count()} CPUs\n"
+        f"{size / 1024:.1f} KiB average body, {args.clients} concurrent clients; "
+        f"{machine()}\n"
     )
-    results = []
-    if args.backend in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(
-                run(
-                    "sqlite",
-                    str(Path(tmp) / "c.db"),
-                    bodies,
-                    warmup,
-                    args.clients,
-                    args.collector_args,
-                )
-            )
-    if args.backend in ("postgres", "both"):
-        if args.pg_dsn:
-            results.append(
-                run("postgres", args.pg_dsn, bodies, warmup, args.clients, args.collector_args)
-            )
-        else:
-            with throwaway_postgres() as dsn:
-                results.append(
-                    run("postgres", dsn, bodies, warmup, args.clients, args.collector_args)
-                )
-    head = (
-        f"| {'backend':8} | {'heartbeats/s':>12} | {'p50 ms':>7} | {'p99 ms':>7} | "
-        f"{'accepted':>8} | {'duplicate':>9} | {'errors':>6} | {'seconds':>7} | "
-        f"{'server CPU ms/hb':>16} | {'client CPU ms/hb':>16} |"
-    )
-    print(head)
-    print("|" + "|".join("-" * (len(c) - 0) for c in head.split("|")[1:-1]) + "|")
-    for r in results:
-        print(
-            f"| {r.backend:8} | {r.rate:>12,.0f} | {r.pct(50):>7.1f} | {r.pct(99):>7.1f} | "
-            f"{r.accepted:>8} | {r.duplicates:>9} | {r.errors:>6} | {r.seconds:>7.1f} | "
-            f"{r.server_cpu / r.sent * 1000:>16.2f} | {r.client_cpu / r.sent * 1000:>16.2f} |"
-        )
+    results: list[Result] = []
+    with contextlib.ExitStack() as stack:
+        contenders: list[tuple[str, str | None, list[str]]] = [
+            (label, None, [*args.collector_args, *options.split()])
+            for label, _, options in (v.partition("=") for v in args.variant)
+        ] or [("this", None, args.collector_args)]
+        if args.against:
+            src = stack.enter_context(checkout(args.against))
+            contenders.insert(0, ("before", src, args.collector_args))
+        targets: list[tuple[str, Callable[[], str]]] = []
+        if args.backend in ("sqlite", "both"):
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            fresh = itertools.count()
+            targets.append(("sqlite", lambda: str(Path(tmp) / f"c{next(fresh)}.db")))
+        if args.backend in ("postgres", "both"):
+            dsn = args.pg_dsn or stack.enter_context(throwaway_postgres())
+            targets.append(("postgres", lambda: postgres.drop_collector_tables(dsn)))
+        for _ in range(args.rounds):
+            for backend, target in targets:
+                for label, src, options in contenders:
+                    r = run(label, backend, target(), bodies, warmup, args.clients, options, src)
+                    results.append(r)
+                    print(
+                        f"  {label:11} {backend:8} {r.rate:8,.0f} hb/s  p99 {r.pct(99):6.1f} ms"
+                        f"  server CPU {r.server_cpu / r.sent * 1000:.2f} ms/hb"
+                        f"  PG CPU {r.db_cpu / r.sent * 1000:.2f} ms/hb",
+                        flush=True,
+                    )
+    print(f"\n{machine()}\n")
+    table(results)
+    if args.rounds > 1 or len(contenders) > 1:
+        summary(results)
     expected_accepted = uniques
     bad = [r for r in results if r.errors or r.accepted != expected_accepted]
     if bad:

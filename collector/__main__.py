@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
+from starlette.types import ASGIApp
 
 from collector import offline
 from collector.app import create_app
@@ -33,6 +37,8 @@ from collector.validate import Limits
 from outbox.contract import iso_utc
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Bodies of the last this many days are kept by ``fold`` (the rest become day rows).
+DEFAULT_FOLD_DAYS = 35
 DB_HELP = "SQLite file path (created if missing), or postgresql://USER:PASSWORD@HOST:PORT/DB."
 
 
@@ -108,6 +114,13 @@ def db_option(default: str | None = "collector.db") -> Callable[[F], F]:
     help="Concurrent write transactions [default: 1 on SQLite, 2 on PostgreSQL].",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Collector processes sharing the listening socket (each with its own writers).",
+)
+@click.option(
     "--sqlite-sync",
     type=click.Choice(["FULL", "NORMAL"]),
     default="FULL",
@@ -138,6 +151,7 @@ def main(
     body_timeout: float,
     max_connections: int,
     writers: int | None,
+    workers: int,
     sqlite_sync: str,
     access_log: bool,
     log_level: str,
@@ -155,20 +169,28 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        storage = Storage(target, synchronous="FULL" if sqlite_sync == "FULL" else "NORMAL")
-        app = create_app(
-            storage,
-            limits=Limits(max_body=max_body),
-            writers=writers,
-            access_log_enabled=access_log,
-            min_instances=min_instances,
-        )
-    except CollectorError as e:
-        raise click.ClickException(str(e)) from e
+    sync: Literal["FULL", "NORMAL"] = "FULL" if sqlite_sync == "FULL" else "NORMAL"
+
+    def build() -> tuple[Storage, ASGIApp]:
+        try:
+            storage = Storage(target, synchronous=sync)
+            app = create_app(
+                storage,
+                limits=Limits(max_body=max_body),
+                writers=writers,
+                access_log_enabled=access_log,
+                min_instances=min_instances,
+            )
+        except CollectorError as e:
+            raise click.ClickException(str(e)) from e
+        return storage, app
+
+    # The schema is created (or upgraded) here, before any worker starts.
+    storage, app = build()
     try:
         sock = bind(host, port)
     except OSError as e:
+        storage.close()
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"
         ) from e
@@ -177,15 +199,81 @@ def main(
     click.echo(f"  heartbeats  POST {url}/api/instances/heartbeat")
     click.echo(f"  dashboard   {url}/insights")
     click.echo(f"  JSON        {url}/api/insights   (API description: {url}/openapi.json)")
+    if workers > 1:
+        click.echo(f"  {workers} worker processes share the socket")
     click.echo("Client addresses are never stored or logged. Press Ctrl-C to stop.", nl=True)
     sys.stdout.flush()
     guards = Guards(header_timeout, body_timeout, max_connections)
+    if workers > 1:
+        storage.close()  # nothing opened here may cross a fork
+        code = supervise(workers, lambda: serve(sock, *build(), log_level, guards))
+        if code:
+            raise SystemExit(code)
+        return
+    serve(sock, storage, app, log_level, guards)
+
+
+def serve(
+    sock: socket.socket, storage: Storage, app: ASGIApp, log_level: str, guards: Guards
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM / Ctrl-C."""
     server = make_server(app, log_level=log_level, guards=guards)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
         storage.close()
+
+
+def supervise(workers: int, work: Callable[[], None]) -> int:
+    """Fork ``workers`` processes running ``work`` (each opens its own database
+    connections) and wait for them.
+
+    SIGTERM / SIGINT are passed on to them; once they have finished, the supervisor ends
+    by the same signal (as a single ``uvicorn`` process does). A worker that ends on its
+    own takes the others down with it (the address must not half-serve): the exit
+    status is then its own, at least 1.
+    """
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker: its own storage, app and event loop
+            code = 0
+            try:
+                work()
+            except BaseException:  # noqa: B036 - reported, then the worker's exit status
+                logging.getLogger(__name__).exception("a collector worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for child in children:
+            with suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    while children:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:  # pragma: no cover - nothing left to wait for
+            break
+        if pid not in children:
+            continue
+        children.remove(pid)
+        if not received:  # ended on its own: stop the others
+            code = os.waitstatus_to_exitcode(raw)
+            status = code if code > 0 else 1
+            stop(signal.SIGTERM, None)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    if received and not status:
+        os.kill(os.getpid(), received[0])  # end as the signal says, like uvicorn
+    return status
 
 
 @contextmanager
@@ -350,6 +438,40 @@ def forget_instance(ctx: click.Context, target: str | None, yes: bool, instance_
     click.echo(
         f"forgot instance {removed.instance_id}: {removed.heartbeats} heartbeats, "
         f"{removed.counts} counts subtracted"
+    )
+
+
+@main.command("fold")
+@db_option(None)
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    default=DEFAULT_FOLD_DAYS,
+    show_default=True,
+    help="Keep the bodies received in the last DAYS days; fold the older ones.",
+)
+@click.pass_context
+def fold_bodies(ctx: click.Context, target: str | None, days: int) -> None:
+    """Fold the bodies of heartbeats older than DAYS into per-instance day rows.
+
+    The retention rule for bodies: what each instance counted per day is kept (so
+    forget and the instance's totals stay exact), the bodies themselves are emptied.
+    Their ids and hashes stay, so a late resend is still a duplicate. Run it daily
+    (cron, a systemd timer); each chunk of 500 heartbeats is one short transaction.
+
+    Example:
+
+    \b
+        outbox-collector fold --db collector.db --days 35
+    """
+    with opened(ctx, target) as storage:
+        try:
+            done = storage.fold(before=int(time.time()) - days * 86_400)
+        except CollectorError as e:
+            raise click.ClickException(str(e)) from e
+    click.echo(
+        f"folded {done.heartbeats} heartbeats of {done.instances} instances into "
+        f"{done.day_rows} day rows; bodies of the last {days} days are kept"
     )
 
 

@@ -39,13 +39,14 @@ class Statements:
     def upsert_add(
         self, conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]], *, keys: int
     ) -> None:
-        """``INSERT … ON CONFLICT (key columns) DO UPDATE SET count = count + excluded.count``.
+        """``INSERT … ON CONFLICT (key columns) DO UPDATE SET c = c + excluded.c`` for every
+        other column ``c``.
 
         ``rows`` hold the table's values in column order, the first ``keys`` being
         its primary key, each key once, sorted (PostgreSQL locks rows in this order,
-        so concurrent batches cannot deadlock). A sum that would leave 64 bits becomes
-        NULL, which the ``NOT NULL`` column refuses: the transaction fails (and is
-        answered 500) instead of SQLite turning the count into an inexact REAL.
+        so concurrent batches cannot deadlock). A ``count`` that would leave 64 bits
+        becomes NULL, which the ``NOT NULL`` column refuses: the transaction fails (and
+        is answered 500) instead of SQLite turning the count into an inexact REAL.
         Per dialect:
 
         * SQLite (in-process): one compiled statement, the rows handed straight to
@@ -55,29 +56,17 @@ class Statements:
         """
 
         def add(stmt: Any) -> tuple[dict[str, Any], Any]:
-            count, new = table.c["count"], stmt.excluded["count"]
-            fits = sa.case(
-                (count <= sa.literal_column(str(INT64_MAX)) - new, count + new), else_=sa.null()
-            )
-            return {"count": fits}, None
+            set_: dict[str, Any] = {}
+            for column in list(table.columns)[keys:]:
+                old, new = column, stmt.excluded[column.name]
+                if column.name == "count":
+                    fits = old <= sa.literal_column(str(INT64_MAX)) - new
+                    set_[column.name] = sa.case((fits, old + new), else_=sa.null())
+                else:
+                    set_[column.name] = old + new
+            return set_, None
 
         self._upsert(conn, table, rows, keys=keys, update=add)
-
-    def upsert_span(
-        self, conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Widen ``first_day``/``last_day`` spans (``name_instances``); rows as for
-        :meth:`upsert_add`. A span that already covers the new one is not written."""
-
-        def widen(stmt: Any) -> tuple[dict[str, Any], Any]:
-            first, last = table.c.first_day, table.c.last_day
-            new_first, new_last = stmt.excluded.first_day, stmt.excluded.last_day
-            return {
-                "first_day": sa.case((new_first < first, new_first), else_=first),
-                "last_day": sa.case((new_last > last, new_last), else_=last),
-            }, (new_first < first) | (new_last > last)
-
-        self._upsert(conn, table, rows, keys=len(table.primary_key.columns), update=widen)
 
     def _upsert(
         self,
@@ -108,6 +97,77 @@ class Statements:
         if order is None or list(order) != columns:  # pragma: no cover - sqlite3 is qmark
             raise AssertionError(f"unexpected parameter order {order}")
         conn.exec_driver_sql(compiled.string, rows)
+
+    def spans(
+        self, conn: sa.Connection, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """The stored ``name_instances`` spans (first day, last day) of ``keys``
+        ((instance id, kind, name), sorted): one statement per 3,000 keys."""
+        found: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for i in range(0, len(keys), 3000):
+            chunk = keys[i : i + 3000]
+            if self.dialect == "postgresql":
+                q = sa.text(
+                    "SELECT n.instance_id, n.kind, n.name, n.first_day, n.last_day "
+                    "FROM name_instances n JOIN unnest(CAST(:i AS varchar[]), "
+                    "CAST(:k AS varchar[]), CAST(:n AS varchar[])) AS k(instance_id, kind, name) "
+                    "USING (instance_id, kind, name)"
+                )
+                params: Any = {
+                    "i": [k[0] for k in chunk],
+                    "k": [k[1] for k in chunk],
+                    "n": [k[2] for k in chunk],
+                }
+                rows = conn.execute(q, params)
+            else:
+                # The keys first (CROSS JOIN keeps that order), one primary-key search
+                # each; "(…) IN (VALUES …)" would scan the table instead.
+                values = ",".join(["(?,?,?)"] * len(chunk))
+                rows = conn.exec_driver_sql(
+                    "SELECT n.instance_id, n.kind, n.name, n.first_day, n.last_day "
+                    f"FROM (VALUES {values}) AS k CROSS JOIN name_instances AS n "
+                    "ON n.instance_id = k.column1 AND n.kind = k.column2 AND n.name = k.column3",
+                    tuple(v for key in chunk for v in key),
+                )
+            for iid, kind, name, first, last in rows:
+                found[(iid, kind, name)] = (first, last)
+        return found
+
+    def write_spans(
+        self,
+        conn: sa.Connection,
+        inserts: list[tuple[str, str, str, str, str]],
+        updates: list[tuple[str, str, str, str, str]],
+    ) -> None:
+        """Insert new ``name_instances`` rows and set the days of changed ones (rows:
+        instance id, kind, name, first day, last day; sorted)."""
+        if self.dialect == "postgresql":
+            arrays = (
+                "unnest(CAST(:i AS varchar[]), CAST(:k AS varchar[]), CAST(:n AS varchar[]), "
+                "CAST(:f AS varchar[]), CAST(:l AS varchar[])) AS u(i, k, n, f, l)"
+            )
+            for rows, statement in (
+                (inserts, f"INSERT INTO name_instances SELECT i, k, n, f, l FROM {arrays}"),
+                (
+                    updates,
+                    f"UPDATE name_instances SET first_day = u.f, last_day = u.l FROM {arrays} "
+                    "WHERE instance_id = u.i AND kind = u.k AND name = u.n",
+                ),
+            ):
+                if rows:
+                    columns = list(zip(*rows, strict=True))
+                    conn.execute(
+                        sa.text(statement), dict(zip("iknfl", map(list, columns), strict=True))
+                    )
+            return
+        if inserts:
+            conn.exec_driver_sql("INSERT INTO name_instances VALUES (?,?,?,?,?)", inserts)
+        if updates:
+            conn.exec_driver_sql(
+                "UPDATE name_instances SET first_day = ?4, last_day = ?5 "
+                "WHERE instance_id = ?1 AND kind = ?2 AND name = ?3",
+                updates,
+            )
 
     def executemany(
         self,

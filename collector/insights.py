@@ -33,7 +33,15 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from collector.schema import aggregated_metrics, instance_heartbeats, instances, name_instances
+from collector.schema import (
+    aggregated_metrics,
+    day_of_seconds,
+    day_totals,
+    instance_heartbeats,
+    instances,
+    metric_months,
+    receipt_days,
+)
 from outbox.contract import DROP_REASONS, KINDS, PAYLOAD_KEYS, iso_utc
 
 DAY: Final = 86_400
@@ -80,6 +88,100 @@ def share(part: int, whole: int) -> float:
     return 0.0 if whole <= 0 else round(min(part / whole, 1.0), 4)
 
 
+def month_end(day: date) -> date:
+    """The last day of ``day``'s month."""
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def per_name(conn: sa.Connection, first: date, last: date) -> dict[tuple[str, str], list[int]]:
+    """(kind, name) → [summed count over the window, instances that reported it in the
+    window], every kind (``dropped`` too), without reading the window day by day.
+
+    An instance reported a name in the window [S, T] when its span (``name_instances``:
+    first day f, last day l) overlaps it: l ≥ S and f ≤ T. Since f ≤ l, that is
+    #(l ≥ S) − #(f > T): the span ``ends`` on days from S on, less the ``starts`` after
+    T. Both, and the counts, come from ``metric_months`` for whole months and from
+    ``aggregated_metrics`` for the days of S's month: the days from S to the month's end
+    are added, or (when fewer) the days before S taken out of the whole month. The counts
+    of the days after T in T's month (a clock ahead of ours) are taken out again. A year
+    is thus at most 15 days and 13 months of rows per name, whatever the number of
+    instances.
+    """
+    a, m = aggregated_metrics, metric_months
+    start, end = first.isoformat(), last.isoformat()
+    month_start = first.replace(day=1)
+    head = (first - month_start).days  # days of S's month before S
+    tail = (month_end(first) - first).days + 1  # S to the end of its month
+    out: dict[tuple[str, str], list[int]] = {}
+
+    def add(kind: str, name: str, high: Any, low: Any, reach: Any, sign: int = 1) -> None:
+        row = out.setdefault((kind, name), [0, 0])
+        row[0] += sign * joined(high, low)
+        row[1] += sign * int(reach or 0)
+
+    def halves(column: Any, within: Any) -> tuple[Any, Any]:
+        """:func:`exact_sum` of ``column`` over the rows where ``within`` holds."""
+        return (
+            sa.func.sum(sa.case((within, column.op(">>")(sa.literal_column("32"))), else_=0)),
+            sa.func.sum(sa.case((within, column.op("&")(sa.literal_column(str(_LOW)))), else_=0)),
+        )
+
+    count = a.c["count"]
+    if head < tail:  # S's whole month, less its days before S
+        months = m.c.month >= start[:7]
+        days = (a.c.day >= month_start.isoformat()) & (a.c.day < start)
+        sign = -1
+    else:  # the days from S to the end of its month, then the months after
+        months = m.c.month > start[:7]
+        days = (a.c.day >= start) & (a.c.day <= month_end(first).isoformat())
+        sign = 1
+    for kind, name, high, low, ends in conn.execute(
+        sa.select(a.c.kind, a.c.name, *halves(count, a.c.day <= end), sa.func.sum(a.c.ends))
+        .where(days)
+        .group_by(a.c.kind, a.c.name)
+    ):
+        add(kind, name, high, low, ends, sign)
+    in_window = m.c.month <= end[:7]
+    for kind, name, high, low, ends in conn.execute(
+        sa.select(
+            m.c.kind,
+            m.c.name,
+            sa.func.sum(sa.case((in_window, m.c.count_high), else_=0)),
+            sa.func.sum(sa.case((in_window, m.c.count_low), else_=0)),
+            sa.func.sum(m.c.ends),
+        )
+        .where(months)
+        .group_by(m.c.kind, m.c.name)
+    ):
+        add(kind, name, high, low, ends)
+    # Days after T: their span starts; and their counts where T's whole month was added.
+    added_whole = sign < 0 or end[:7] > start[:7]
+    spill = month_end(last).isoformat() if added_whole else end
+    for kind, name, high, low, starts in conn.execute(
+        sa.select(a.c.kind, a.c.name, *halves(count, a.c.day <= spill), sa.func.sum(a.c.starts))
+        .where(a.c.day > end)
+        .group_by(a.c.kind, a.c.name)
+    ):
+        add(kind, name, high, low, starts, sign=-1)
+    return out
+
+
+def received_since(conn: sa.Connection, since: int) -> int:
+    """Heartbeats received after ``since``: whole days from ``receipt_days``, the rest of
+    ``since``'s own day from ``instance_heartbeats``."""
+    h, r = instance_heartbeats, receipt_days
+    next_day = (since // DAY + 1) * DAY
+    part = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(h)
+        .where((h.c.received_at > since) & (h.c.received_at < next_day))
+    ).scalar_one()
+    whole = conn.execute(
+        sa.select(sa.func.sum(r.c.heartbeats)).where(r.c.day >= day_of_seconds(next_day))
+    ).scalar()
+    return int(part) + int(whole or 0)
+
+
 def collect(
     conn: sa.Connection,
     *,
@@ -92,7 +194,7 @@ def collect(
     first, last = window(now, days)
     start, end = first.isoformat(), last.isoformat()  # days are stored as YYYY-MM-DD
     since = now - days * DAY
-    i, a, h, n = instances, aggregated_metrics, instance_heartbeats, name_instances
+    i = instances
 
     def active(seconds: int) -> int:
         q = sa.select(sa.func.count()).select_from(i).where(i.c.last_seen > now - seconds)
@@ -116,36 +218,24 @@ def collect(
         out = [{column.name: v, "instances": c} for v, c in listed]
         return out + ([{column.name: OTHER, "instances": rest}] if rest else [])
 
-    in_range = (a.c.day >= start) & (a.c.day <= end)
-    sums: dict[tuple[str, str], int] = {}
-    for day, kind, high, low in conn.execute(
-        sa.select(a.c.day, a.c.kind, *exact_sum(a.c["count"]))
-        .where(in_range & a.c.kind.in_(KINDS))
-        .group_by(a.c.day, a.c.kind)
-    ):
-        sums[(day, kind)] = joined(high, low)
+    t = day_totals
+    sums: dict[tuple[str, str], int] = {
+        (day, kind): joined(high, low)
+        for day, kind, high, low in conn.execute(
+            sa.select(t.c.day, t.c.kind, t.c.count_high, t.c.count_low).where(
+                (t.c.day >= start) & (t.c.day <= end) & t.c.kind.in_(KINDS)
+            )
+        )
+    }
     daily: list[dict[str, str | int]] = []
     for offset in range(days):
         day = (first + timedelta(days=offset)).isoformat()
         daily.append({"day": day, **{k: sums.get((day, k), 0) for k in KINDS}})
     totals = {k: sum(int(d[k]) for d in daily) for k in KINDS}
 
-    counted: dict[tuple[str, str], int] = {
-        (kind, name): joined(high, low)
-        for kind, name, high, low in conn.execute(
-            sa.select(a.c.kind, a.c.name, *exact_sum(a.c["count"]))
-            .where(in_range & a.c.kind.in_(KINDS))
-            .group_by(a.c.kind, a.c.name)
-        )
-    }
-    reach: dict[tuple[str, str], int] = {
-        (kind, name): int(c)
-        for kind, name, c in conn.execute(
-            sa.select(n.c.kind, n.c.name, sa.func.count())
-            .where((n.c.last_day >= start) & (n.c.first_day <= end))
-            .group_by(n.c.kind, n.c.name)
-        )
-    }
+    by_name = per_name(conn, first, last)
+    counted = {key: c for key, (c, _) in by_name.items() if key[0] in KINDS}
+    reach = {key: r for key, (_, r) in by_name.items()}
     names: dict[str, list[dict[str, Any]]] = {}
     other: dict[str, int] = {}
     for kind in KINDS:
@@ -163,14 +253,7 @@ def collect(
         ]
         other[kind] = totals[kind] - sum(total for _, total, _ in public)
 
-    dropped_by_reason: dict[str, int] = {
-        str(reason): joined(high, low)
-        for reason, high, low in conn.execute(
-            sa.select(a.c.name, *exact_sum(a.c["count"]))
-            .where(in_range & (a.c.kind == "dropped"))
-            .group_by(a.c.name)
-        )
-    }
+    dropped_by_reason = {name: c for (k, name), (c, _) in by_name.items() if k == "dropped"}
     # Only the contract's reasons are named; whatever else a sender reported is "other".
     dropped: dict[str, int] = {
         r: dropped_by_reason[r] for r in DROP_REASONS if dropped_by_reason.get(r)
@@ -179,9 +262,7 @@ def collect(
     if unnamed:
         dropped[OTHER] = unnamed
 
-    heartbeats = conn.execute(
-        sa.select(sa.func.count()).select_from(h).where(h.c.received_at > since)
-    ).scalar_one()
+    heartbeats = received_since(conn, since)
     missing = joined(
         *conn.execute(sa.select(*exact_sum(i.c.missing)).where(i.c.last_seen > since)).one()
     )

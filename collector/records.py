@@ -23,6 +23,8 @@ asks the caller to run the transaction again.
 from __future__ import annotations
 
 import hmac
+import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,10 +36,16 @@ from sqlalchemy.dialects import postgresql
 from collector.bulk import INT64_MAX, Statements
 from collector.errors import Unauthorized
 from collector.schema import (
+    HALF,
     aggregated_metrics,
+    day_of_seconds,
+    day_totals,
+    instance_days,
     instance_heartbeats,
     instances,
+    metric_months,
     name_instances,
+    receipt_days,
     sequence_gaps,
 )
 from collector.validate import NO_LIMITS, Heartbeat, parse
@@ -179,14 +187,82 @@ def ingest(
     new = [batch[i] for hid, i in primaries if hid in inserted]
     if new:
         update_instances(conn, sql, new, now, current, binding)
-        totals = sum_rows(new)
-        if totals:
-            rows = [(*key, c) for key, c in sorted(totals.items())]
-            sql.upsert_add(conn, aggregated_metrics, rows, keys=3)
-        spans = name_spans(new)
-        if spans:
-            sql.upsert_span(conn, name_instances, [(*k, f, la) for k, (f, la) in spans])
+        moves = widen_spans(conn, sql, name_spans(new))
+        add_counts(conn, sql, sum_rows(new), moves)
+        sql.upsert_add(conn, receipt_days, [(day_of_seconds(now), len(new))], keys=1)
     return outcomes
+
+
+Moves = dict[tuple[str, str, str], list[int]]
+
+
+def widen_spans(
+    conn: sa.Connection, sql: Statements, spans: list[tuple[tuple[str, str, str], list[str]]]
+) -> Moves:
+    """Store the ``name_instances`` spans of a batch (new rows, or days widened), and
+    return how the span starts and ends move: (day, kind, name) → [starts, ends] to add
+    (an end that moves from one day to a later one is -1 and +1)."""
+    moves: Moves = defaultdict(lambda: [0, 0])
+    if not spans:
+        return moves
+    stored = sql.spans(conn, [key for key, _ in spans])
+    inserts: list[tuple[str, str, str, str, str]] = []
+    updates: list[tuple[str, str, str, str, str]] = []
+    for key, (first, last) in spans:
+        _, kind, name = key
+        old = stored.get(key)
+        if old is None:
+            inserts.append((*key, first, last))
+            moves[(first, kind, name)][0] += 1
+            moves[(last, kind, name)][1] += 1
+            continue
+        was_first, was_last = old
+        first, last = min(first, was_first), max(last, was_last)
+        if first == was_first and last == was_last:
+            continue
+        updates.append((*key, first, last))
+        if first != was_first:
+            moves[(was_first, kind, name)][0] -= 1
+            moves[(first, kind, name)][0] += 1
+        if last != was_last:
+            moves[(was_last, kind, name)][1] -= 1
+            moves[(last, kind, name)][1] += 1
+    sql.write_spans(conn, inserts, updates)
+    return moves
+
+
+def add_counts(
+    conn: sa.Connection, sql: Statements, totals: dict[tuple[str, str, str], int], moves: Moves
+) -> None:
+    """Add a batch's counts and span moves to ``aggregated_metrics`` and its rollups
+    (``metric_months``, ``day_totals``); rows whose change is all zeros are not written."""
+    keys = sorted(totals.keys() | moves.keys())
+    rows = []
+    months: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    days: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for key in keys:
+        count = totals.get(key, 0)
+        starts, ends = moves.get(key, (0, 0))
+        if not (count or starts or ends):
+            continue
+        day, kind, name = key
+        rows.append((day, kind, name, count, starts, ends))
+        month = months[(day[:7], kind, name)]
+        month[0] += count >> 32
+        month[1] += count & HALF
+        month[2] += starts
+        month[3] += ends
+        if count:
+            total = days[(day, kind)]
+            total[0] += count >> 32
+            total[1] += count & HALF
+    if rows:
+        sql.upsert_add(conn, aggregated_metrics, rows, keys=3)
+    month_rows = [(*k, *v) for k, v in sorted(months.items()) if any(v)]
+    if month_rows:
+        sql.upsert_add(conn, metric_months, month_rows, keys=3)
+    if days:
+        sql.upsert_add(conn, day_totals, [(*k, *v) for k, v in sorted(days.items())], keys=2)
 
 
 def bind_first(
@@ -205,20 +281,23 @@ def bind_first(
     return binding
 
 
-def name_spans(heartbeats: Iterable[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
+def name_spans(heartbeats: Sequence[Heartbeat]) -> list[tuple[tuple[str, str, str], list[str]]]:
     """(instance id, kind, name) → [first day, last day] reported, sorted by key (the
-    table's primary key, so PostgreSQL locks in one order)."""
+    table's primary key, so PostgreSQL locks in one order); from each heartbeat's
+    ``spans``, merged when one instance sent several."""
+    ids = [hb.instance_id for hb in heartbeats]
+    if len(set(ids)) == len(ids):  # one heartbeat per instance: nothing to merge
+        ordered = sorted(heartbeats, key=lambda hb: hb.instance_id)  # spans are sorted
+        return [((hb.instance_id, k, n), [f, la]) for hb in ordered for k, n, f, la in hb.spans]
     spans: dict[tuple[str, str, str], list[str]] = {}
     for hb in heartbeats:
-        for day, kind, name, _ in hb.rows:
+        for kind, name, first, last in hb.spans:
             key = (hb.instance_id, kind, name)
             span = spans.get(key)
             if span is None:
-                spans[key] = [day, day]
-            elif day < span[0]:
-                span[0] = day
-            elif day > span[1]:
-                span[1] = day
+                spans[key] = [first, last]
+            else:
+                span[0], span[1] = min(span[0], first), max(span[1], last)
     return sorted(spans.items())
 
 
@@ -346,8 +425,20 @@ def forget(
     if state is None:
         return None
     check_credential(state, credential)
-    sent = list(stored(conn, instance_id))
-    totals = sum_rows(sent)
+    totals = counted(conn, instance_id)
+    h = instance_heartbeats
+    sent = conn.execute(
+        sa.select(sa.func.count()).select_from(h).where(h.c.instance_id == instance_id)
+    ).scalar_one()
+    n = name_instances
+    moves: Moves = defaultdict(lambda: [0, 0])
+    for kind, name, first, last in conn.execute(
+        sa.select(n.c.kind, n.c.name, n.c.first_day, n.c.last_day).where(
+            n.c.instance_id == instance_id
+        )
+    ):
+        moves[(first, kind, name)][0] -= 1
+        moves[(last, kind, name)][1] -= 1
     a = aggregated_metrics
     key = (
         (a.c.day == sa.bindparam("b_day"))
@@ -355,27 +446,131 @@ def forget(
         & (a.c.name == sa.bindparam("b_name"))
     )
     params = [
-        {"b_day": d, "b_kind": k, "b_name": n, "b_count": min(c, INT64_MAX)}
-        for (d, k, n), c in sorted(totals.items())
+        {
+            "b_day": d,
+            "b_kind": k,
+            "b_name": m,
+            "b_count": min(totals.get((d, k, m), 0), INT64_MAX),
+            "b_starts": moves.get((d, k, m), (0, 0))[0],
+            "b_ends": moves.get((d, k, m), (0, 0))[1],
+        }
+        for d, k, m in sorted(totals.keys() | moves.keys())
     ]
     if params:
         count, minus = a.c["count"], sa.bindparam("b_count", type_=sa.BigInteger)
         conn.execute(
-            sa.update(a).where(key).values(count=sa.case((count > minus, count - minus), else_=0)),
+            sa.update(a)
+            .where(key)
+            .values(
+                count=sa.case((count > minus, count - minus), else_=0),
+                starts=a.c.starts + sa.bindparam("b_starts", type_=sa.BigInteger),
+                ends=a.c.ends + sa.bindparam("b_ends", type_=sa.BigInteger),
+            ),
             params,
         )
         conn.execute(sa.delete(a).where(key & (count <= 0)), params)
+    subtract_rollups(conn, instance_id, totals, moves)
     h = instance_heartbeats
     conn.execute(sa.delete(h).where(h.c.instance_id == instance_id))
     conn.execute(sa.delete(name_instances).where(name_instances.c.instance_id == instance_id))
+    conn.execute(sa.delete(instance_days).where(instance_days.c.instance_id == instance_id))
     conn.execute(sa.delete(sequence_gaps).where(sequence_gaps.c.instance_id == instance_id))
     conn.execute(sa.delete(instances).where(instances.c.instance_id == instance_id))
     return Forgotten(
         instance_id=instance_id,
-        heartbeats=len(sent),
+        heartbeats=int(sent),
         metric_rows=len(totals),
         counts=sum(c for (_, kind, _), c in totals.items() if kind != "dropped"),
     )
+
+
+def subtract_rollups(
+    conn: sa.Connection,
+    instance_id: str,
+    totals: dict[tuple[str, str, str], int],
+    moves: Moves,
+) -> None:
+    """Take a forgotten instance's counts, span moves and heartbeats out of
+    ``metric_months``, ``day_totals`` and ``receipt_days``: each row read, changed
+    exactly in Python (clamped at zero, as the day rows are), written back."""
+    months: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    days: dict[tuple[str, str], int] = defaultdict(int)
+    for (day, kind, name), c in totals.items():
+        months[(day[:7], kind, name)][0] += c
+        days[(day, kind)] += c
+    for (day, kind, name), (starts, ends) in moves.items():
+        month = months[(day[:7], kind, name)]
+        month[1] += starts
+        month[2] += ends
+    m = metric_months
+    changed = []
+    for mo in sorted({k[0] for k in months}):
+        for kind, name, high, low, starts, ends in conn.execute(
+            sa.select(m.c.kind, m.c.name, m.c.count_high, m.c.count_low, m.c.starts, m.c.ends)
+            .where(m.c.month == mo)
+            .order_by(m.c.kind, m.c.name)
+        ):
+            change = months.get((mo, kind, name))
+            if change is not None:
+                left = max((int(high) << 32) + int(low) - change[0], 0)
+                changed.append(
+                    {
+                        "b_month": mo,
+                        "b_kind": kind,
+                        "b_name": name,
+                        "b_high": left >> 32,
+                        "b_low": left & HALF,
+                        "b_starts": int(starts) + change[1],
+                        "b_ends": int(ends) + change[2],
+                    }
+                )
+    if changed:
+        conn.execute(
+            sa.update(m)
+            .where(
+                (m.c.month == sa.bindparam("b_month"))
+                & (m.c.kind == sa.bindparam("b_kind"))
+                & (m.c.name == sa.bindparam("b_name"))
+            )
+            .values(
+                count_high=sa.bindparam("b_high"),
+                count_low=sa.bindparam("b_low"),
+                starts=sa.bindparam("b_starts"),
+                ends=sa.bindparam("b_ends"),
+            ),
+            changed,
+        )
+    t = day_totals
+    day_rows = []
+    if days:
+        q = sa.select(t.c.day, t.c.kind, t.c.count_high, t.c.count_low).where(
+            t.c.day.in_(sorted({d for d, _ in days}))
+        )
+        for day, kind, high, low in conn.execute(q.order_by(t.c.day, t.c.kind)):
+            gone = days.get((day, kind))
+            if gone is not None:
+                left = max((int(high) << 32) + int(low) - gone, 0)
+                day_rows.append(
+                    {"b_day": day, "b_kind": kind, "b_high": left >> 32, "b_low": left & HALF}
+                )
+    if day_rows:
+        conn.execute(
+            sa.update(t)
+            .where((t.c.day == sa.bindparam("b_day")) & (t.c.kind == sa.bindparam("b_kind")))
+            .values(count_high=sa.bindparam("b_high"), count_low=sa.bindparam("b_low")),
+            day_rows,
+        )
+    h, r = instance_heartbeats, receipt_days
+    received: dict[str, int] = defaultdict(int)
+    for (at,) in conn.execute(sa.select(h.c.received_at).where(h.c.instance_id == instance_id)):
+        received[day_of_seconds(int(at))] += 1
+    if received:
+        conn.execute(
+            sa.update(r)
+            .where(r.c.day == sa.bindparam("b_day"))
+            .values(heartbeats=r.c.heartbeats - sa.bindparam("b_n", type_=sa.BigInteger)),
+            [{"b_day": d, "b_n": c} for d, c in sorted(received.items())],
+        )
 
 
 def instance_info(
@@ -395,7 +590,7 @@ def instance_info(
         .limit(max_gaps)
     ).all()
     totals: dict[str, int] = defaultdict(int)
-    for (_, kind, _), n in sum_rows(stored(conn, instance_id)).items():
+    for (_, kind, _), n in counted(conn, instance_id).items():
         totals[kind] += n
     fields = row._asdict()
     bound = fields.pop("secret_hash")
@@ -431,11 +626,101 @@ def instance_names(conn: sa.Connection, instance_id: str) -> list[tuple[str, str
 
 
 def stored(conn: sa.Connection, instance_id: str) -> Iterator[Heartbeat]:
-    """Every heartbeat stored for ``instance_id``, re-read from its body."""
+    """Every heartbeat of ``instance_id`` whose body is kept (not folded), re-read from it."""
     h = instance_heartbeats
     q = sa.select(h.c.body).where(h.c.instance_id == instance_id).order_by(h.c.sequence)
     for (body,) in conn.execute(q):
-        yield parse(bytes(body), limits=NO_LIMITS)
+        if body:
+            yield parse(bytes(body), limits=NO_LIMITS)
+
+
+def counted(conn: sa.Connection, instance_id: str) -> dict[tuple[str, str, str], int]:
+    """What ``instance_id``'s heartbeats added, per (day, kind, name): its kept bodies plus
+    its folded days (``instance_days``)."""
+    totals = sum_rows(stored(conn, instance_id))
+    d = instance_days
+    for day, counts in conn.execute(
+        sa.select(d.c.day, d.c.counts).where(d.c.instance_id == instance_id)
+    ):
+        for key, n in day_counts(counts).items():
+            kind, name = key.split(" ", 1)
+            totals[(day, kind, name)] += int(n)
+    return totals
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What :func:`fold` did."""
+
+    heartbeats: int
+    instances: int
+    day_rows: int
+
+
+def fold(
+    conn: sa.Connection, sql: Statements, before: int, limit: int
+) -> tuple[int, set[tuple[str, str]]]:
+    """Fold the bodies of up to ``limit`` heartbeats received before ``before`` (unix
+    seconds) into ``instance_days``, and empty them; returns how many, and the (instance
+    id, day) rows written.
+
+    Exact by construction: a folded day row holds the very sums the bodies held, so
+    :func:`counted` (what forget subtracts, what an instance's totals show) is the same
+    before and after. The instances are locked first, in order, as ingest and forget do.
+    """
+    h, d = instance_heartbeats, instance_days
+    rows = conn.execute(
+        sa.select(h.c.heartbeat_id, h.c.instance_id, h.c.body)
+        .where((h.c.received_at < before) & (sa.func.length(h.c.body) > 0))
+        .order_by(h.c.instance_id, h.c.sequence)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return 0, set()
+    ids = sorted({iid for _, iid, _ in rows})
+    lock_instances(conn, sql, ids)
+    per_day: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for _, iid, body in rows:
+        for (day, kind, name), n in sum_rows([parse(bytes(body), limits=NO_LIMITS)]).items():
+            per_day[(iid, day)][f"{kind} {name}"] += n
+    existing = {
+        (iid, day): day_counts(counts)
+        for iid, day, counts in conn.execute(
+            sa.select(d.c.instance_id, d.c.day, d.c.counts).where(d.c.instance_id.in_(ids))
+        )
+    }
+    inserts, updates = [], []
+    for key, counts in sorted(per_day.items()):
+        merged = existing.get(key)
+        if merged is None:
+            inserts.append({"instance_id": key[0], "day": key[1], "counts": _dump(counts)})
+            continue
+        for name, n in counts.items():
+            merged[name] = merged.get(name, 0) + n
+        updates.append({"b_id": key[0], "b_day": key[1], "b_counts": _dump(merged)})
+    if inserts:
+        conn.execute(sa.insert(d), inserts)
+    if updates:
+        conn.execute(
+            sa.update(d)
+            .where((d.c.instance_id == sa.bindparam("b_id")) & (d.c.day == sa.bindparam("b_day")))
+            .values(counts=sa.bindparam("b_counts")),
+            updates,
+        )
+    conn.execute(
+        sa.update(h).where(h.c.heartbeat_id.in_(sorted(hid for hid, _, _ in rows))).values(body=b"")
+    )
+    return len(rows), set(per_day)
+
+
+def _dump(counts: dict[str, int]) -> bytes:
+    return zlib.compress(json.dumps(dict(sorted(counts.items())), separators=(",", ":")).encode())
+
+
+def day_counts(stored: bytes) -> dict[str, int]:
+    """An ``instance_days.counts`` value: ``"<kind> <name>"`` → count."""
+    found: dict[str, int] = json.loads(zlib.decompress(bytes(stored)))
+    return found
 
 
 def sum_rows(heartbeats: Iterable[Heartbeat]) -> dict[tuple[str, str, str], int]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Final
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from collector.errors import SchemaTooNew
 from collector.validate import NO_LIMITS, parse
 
 #: The version of the collector's DATABASE (its tables), raised by every migration.
-DATABASE_SCHEMA_VERSION: Final = 2
+DATABASE_SCHEMA_VERSION: Final = 3
 
 metadata = sa.MetaData()
 
@@ -57,7 +58,9 @@ instance_heartbeats = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
-#: The public totals: per UTC day, kind (api, command, ui, dropped) and name.
+#: The public totals: per UTC day, kind (api, command, ui, dropped) and name; and how
+#: many ``name_instances`` spans of that kind and name start (``starts``: first day) and
+#: end (``ends``: last day) on that day, what the insights count instances with.
 aggregated_metrics = sa.Table(
     "aggregated_metrics",
     metadata,
@@ -65,8 +68,68 @@ aggregated_metrics = sa.Table(
     sa.Column("kind", sa.String(8), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("starts", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("ends", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint("count >= 0", name="aggregated_metrics_count_nonnegative"),
+    # On SQLite stored in key order (one B-tree, not a table and its key index): an
+    # upsert writes one, and a window of days is one contiguous range.
+    sqlite_with_rowid=False,
 )
+
+#: ``aggregated_metrics`` summed per UTC month (``YYYY-MM``): what a long window reads
+#: instead of its days. The count is kept as two sums, of the 32-bit high and low halves
+#: of what was added (``count = count_high * 2**32 + count_low``), so a month of days
+#: near 2⁶³ stays exact.
+metric_months = sa.Table(
+    "metric_months",
+    metadata,
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("count_high", sa.BigInteger, nullable=False),
+    sa.Column("count_low", sa.BigInteger, nullable=False),
+    sa.Column("starts", sa.BigInteger, nullable=False),
+    sa.Column("ends", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: ``aggregated_metrics`` summed per UTC day and kind (the daily chart), halves as above.
+day_totals = sa.Table(
+    "day_totals",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("count_high", sa.BigInteger, nullable=False),
+    sa.Column("count_low", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: Heartbeats stored per UTC day of receipt (``instance_heartbeats.received_at``).
+receipt_days = sa.Table(
+    "receipt_days",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("heartbeats", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: What folded bodies counted: per instance and UTC day, ``counts`` is a zlib-compressed
+#: JSON object of ``"<kind> <name>"`` → the summed count of every folded heartbeat of that
+#: instance for that day (drops as kind ``dropped``, on the day of ``period_end``, as in
+#: ``aggregated_metrics``). A folded heartbeat keeps its ``instance_heartbeats`` row (id,
+#: hash: resends are still duplicates), with an empty body.
+instance_days = sa.Table(
+    "instance_days",
+    metadata,
+    sa.Column("instance_id", sa.String(36), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("counts", sa.LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: The tables derived from the others (kept in the same transactions), rebuilt from them
+#: by :func:`rebuild_rollups`.
+ROLLUPS: Final = (metric_months, day_totals, receipt_days)
 
 instances = sa.Table(
     "instances",
@@ -141,8 +204,92 @@ def _upgrade_2(conn: sa.Connection) -> None:
         conn.execute(sa.insert(name_instances), rows[start : start + 5000])
 
 
+HALF: Final = 0xFFFFFFFF
+
+
+def day_of_seconds(seconds: int) -> str:
+    """The UTC day (``YYYY-MM-DD``) of a unix time."""
+    return (date(1970, 1, 1) + timedelta(days=seconds // 86_400)).isoformat()
+
+
+def rebuild_rollups(conn: sa.Connection) -> None:
+    """Recompute ``starts``/``ends`` and the :data:`ROLLUPS` from ``aggregated_metrics``,
+    ``name_instances`` and ``instance_heartbeats`` (the upgrade to version 3; tests that
+    write those tables directly call it too). Set-based SQL, the same on both databases."""
+    for t in ROLLUPS:
+        conn.execute(sa.delete(t))
+    conn.execute(sa.text("UPDATE aggregated_metrics SET starts = 0, ends = 0"))
+    for column, day in (("starts", "first_day"), ("ends", "last_day")):
+        conn.execute(
+            sa.text(
+                f"UPDATE aggregated_metrics SET {column} = s.n FROM "
+                f"(SELECT {day} AS day, kind, name, count(*) AS n FROM name_instances "
+                f"GROUP BY {day}, kind, name) AS s "
+                "WHERE aggregated_metrics.day = s.day AND aggregated_metrics.kind = s.kind "
+                "AND aggregated_metrics.name = s.name"
+            )
+        )
+    conn.execute(
+        sa.text(
+            "INSERT INTO metric_months (month, kind, name, count_high, count_low, starts, ends) "
+            f"SELECT substr(day, 1, 7), kind, name, sum(count >> 32), sum(count & {HALF}), "
+            "sum(starts), sum(ends) FROM aggregated_metrics GROUP BY substr(day, 1, 7), kind, name"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO day_totals (day, kind, count_high, count_low) "
+            f"SELECT day, kind, sum(count >> 32), sum(count & {HALF}) FROM aggregated_metrics "
+            "GROUP BY day, kind"
+        )
+    )
+    received = conn.execute(
+        sa.text(
+            "SELECT received_at / 86400 AS d, count(*) FROM instance_heartbeats "
+            "GROUP BY received_at / 86400"
+        )
+    )
+    _insert(
+        conn,
+        receipt_days,
+        [{"day": day_of_seconds(int(d) * 86_400), "heartbeats": int(c)} for d, c in received],
+    )
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    for start in range(0, len(rows), 5000):
+        conn.execute(sa.insert(table), rows[start : start + 5000])
+
+
+def _upgrade_3(conn: sa.Connection) -> None:
+    """Version 3: the rollups that let the insights of a year answer without reading a
+    year of rows (``starts``/``ends``, ``metric_months``, ``day_totals``,
+    ``receipt_days``), filled from what is stored; ``instance_days`` for folded bodies."""
+    if conn.dialect.name == "sqlite":  # rebuilt in key order (WITHOUT ROWID)
+        conn.execute(sa.text("ALTER TABLE aggregated_metrics RENAME TO aggregated_metrics_v2"))
+        aggregated_metrics.create(conn)
+        conn.execute(
+            sa.text(
+                "INSERT INTO aggregated_metrics (day, kind, name, count) "
+                "SELECT day, kind, name, count FROM aggregated_metrics_v2"
+            )
+        )
+        conn.execute(sa.text("DROP TABLE aggregated_metrics_v2"))
+    else:
+        for column in ("starts", "ends"):
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE aggregated_metrics ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
+                )
+            )
+    for t in ROLLUPS:
+        t.create(conn)
+    instance_days.create(conn)
+    rebuild_rollups(conn)
+
+
 #: Step n brings a database from version n - 1 to n.
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {2: _upgrade_2}
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {2: _upgrade_2, 3: _upgrade_3}
 
 
 def current_version(conn: sa.Connection) -> int:

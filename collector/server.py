@@ -16,6 +16,10 @@ connection. :class:`GuardedProtocol`, its HTTP protocol with three guards, does:
   headers (``408`` and closed otherwise), whether or not the app reads it;
 * **connection bound**: past ``max_connections`` open connections a new one is
   answered ``503`` (``Retry-After``) and closed at once.
+
+It also hands each request's cycle a :class:`Coalescing` view of the transport, so
+that an answer's status line and headers leave with its body in one ``send``: one
+segment and one wake-up of the client instead of two.
 """
 
 from __future__ import annotations
@@ -65,6 +69,44 @@ class GuardedConfig(uvicorn.Config):
         self.guards = guards
 
 
+class Coalescing:
+    """A transport whose writes wait for the next one, or for the end of the event-loop
+    iteration, whichever comes first.
+
+    uvicorn writes an answer's head and its body separately; through this view the two
+    leave in one write. Nothing waits longer than the current iteration of the loop
+    (``call_soon``), and closing writes what waits first.
+    """
+
+    __slots__ = ("transport", "loop", "pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.pending: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.pending is None:
+            self.pending = bytes(data)
+            self.loop.call_soon(self.flush)
+        else:
+            self.transport.write(self.pending + data)
+            self.pending = None
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            if not self.transport.is_closing():
+                self.transport.write(pending)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, …
+        return getattr(self.transport, name)
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with read deadlines and a connection bound."""
 
@@ -111,6 +153,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._coalescing = Coalescing(transport, self.loop)
         if len(self.connections) > self.guards.max_connections:
             self._refused = True
             transport.write(_BUSY_ANSWER)
@@ -136,6 +179,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._arm("body", self.guards.body_timeout)
         super().on_headers_complete()
+        if self.cycle is not None:  # None: an upgrade request, answered by uvicorn
+            self.cycle.transport = self._coalescing  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()

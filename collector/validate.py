@@ -137,6 +137,9 @@ class Heartbeat:
     body: bytes  # exactly as received
     #: ``outbox.contract.secret_hash`` of the secret it came with; "" = none (refused).
     credential: str = ""
+    #: (kind, name, first day, last day) of every name in ``rows``: made while parsing,
+    #: so that the writer does not walk the rows again (``records.name_spans``).
+    spans: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
     def size(self) -> int:
@@ -309,12 +312,15 @@ def _app(value: object, limits: Limits) -> tuple[str, str]:
     return version, edition
 
 
-def _days(value: object, limits: Limits) -> tuple[list[Row], dict[Kind, dict[str, int]]]:
+def _days(
+    value: object, limits: Limits
+) -> tuple[list[Row], dict[Kind, dict[str, int]], dict[tuple[str, str], list[str]]]:
     days = _object(value, "days")
     if len(days) > limits.max_days:
         raise _invalid("days", f"has more than {limits.max_days} days")
     rows: list[Row] = []
     sums: dict[Kind, dict[str, int]] = {kind: {} for kind in KINDS}
+    spans: dict[tuple[str, str], list[str]] = {}
     day_keys = tuple(PAYLOAD_KEYS.values())
     for key, per_day in days.items():
         day = _day(key)
@@ -330,6 +336,13 @@ def _days(value: object, limits: Limits) -> tuple[list[Row], dict[Kind, dict[str
                 rows.append((day, kind, name, count))
                 total[name] = total.get(name, 0) + count
                 day_total += count
+                span = spans.get((kind, name))
+                if span is None:
+                    spans[(kind, name)] = [day, day]
+                elif day < span[0]:
+                    span[0] = day
+                elif day > span[1]:
+                    span[1] = day
         if day_total > limits.max_day_total:
             raise _invalid(
                 where,
@@ -338,7 +351,7 @@ def _days(value: object, limits: Limits) -> tuple[list[Row], dict[Kind, dict[str
             )
         if len(rows) > limits.max_day_rows:
             raise _invalid("days", f"has more than {limits.max_day_rows} counts in all")
-    return rows, sums
+    return rows, sums, spans
 
 
 def parse(body: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Heartbeat:
@@ -367,7 +380,7 @@ def parse(body: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Heartbeat:
     period_end = _time(doc["period_end"], "period_end")
     app_version, edition = _app(doc["app"], limits)
     top = {kind: _counts(doc[PAYLOAD_KEYS[kind]], PAYLOAD_KEYS[kind], limits) for kind in KINDS}
-    rows, sums = _days(doc["days"], limits)
+    rows, sums, spans = _days(doc["days"], limits)
     for kind in KINDS:
         if top[kind] != sums[kind]:
             key = PAYLOAD_KEYS[kind]
@@ -392,6 +405,7 @@ def parse(body: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Heartbeat:
         dropped=dropped,
         payload_sha256=sha256_hex(body),
         body=body,
+        spans=tuple(sorted((kind, name, f, la) for (kind, name), (f, la) in spans.items())),
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from collector.__main__ import main
+from collector.schema import DATABASE_SCHEMA_VERSION
 from tests.collector.payloads import IID, IID2, auth, body
 from tests.support.collector import Collector
 from tests.support.env import child_env
@@ -157,10 +158,10 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
 
     storage = Storage(tmp_path / "c.db")
     assert storage.migrate(now=1) == 0
-    assert storage.migrate(now=2) == 2
+    assert storage.migrate(now=2) == DATABASE_SCHEMA_VERSION
     storage.close()
     rows = sqlite3.connect(tmp_path / "c.db").execute("SELECT * FROM schema_version").fetchall()
-    assert rows == [(2, 1)]
+    assert rows == [(DATABASE_SCHEMA_VERSION, 1)]
 
 
 def test_the_operator_lists_reads_and_forgets_instances(

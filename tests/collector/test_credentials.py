@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from collector import Storage, create_app
-from collector.schema import instance_heartbeats, instances, name_instances
+from collector.schema import instance_heartbeats, instances, name_instances, receipt_days
 from collector.server import serve_in_thread
 from collector.validate import parse
 from outbox.contract import bearer, secret_hash
@@ -130,7 +130,7 @@ def test_two_secrets_racing_for_a_new_instance_bind_exactly_one(collector: Colle
 
 def test_the_database_files_are_private(tmp_path: Path) -> None:
     """SQLite only (PostgreSQL keeps its own files): the database, its -wal and -shm
-    hold instance ids and credential hashes."""
+    hold instance ids and credential hashes; the writers' lock file is private too."""
     path = tmp_path / "collector" / "collector.db"
     storage = Storage(path)
     with serve_in_thread(create_app(storage)) as running:
@@ -142,7 +142,9 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
         assert r.json()["status"] == "accepted"
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("*")}
     storage.close()
-    assert modes == {"collector.db": 0o600, "collector.db-wal": 0o600, "collector.db-shm": 0o600}
+    assert modes == dict.fromkeys(
+        ["collector.db", "collector.db-wal", "collector.db-shm", "collector.db-writer.lock"], 0o600
+    )
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # the folder it created
 
 
@@ -157,11 +159,15 @@ def test_existing_files_are_made_private(tmp_path: Path) -> None:
 
 def downgrade_to_version_1(storage: Storage) -> None:
     """What a database made before credentials looks like: no secret_hash column, no
-    name_instances table, schema version 1."""
+    name_instances table, none of version 3's rollups, schema version 1."""
 
     def go(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE instances DROP COLUMN secret_hash"))
         conn.execute(sa.text("DROP TABLE name_instances"))
+        for table in ("metric_months", "day_totals", "receipt_days", "instance_days"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        for column in ("starts", "ends"):
+            conn.execute(sa.text(f"ALTER TABLE aggregated_metrics DROP COLUMN {column}"))
         conn.execute(sa.text("DELETE FROM schema_version"))
         conn.execute(sa.text("INSERT INTO schema_version VALUES (1, 0)"))
 
@@ -182,8 +188,10 @@ def test_a_database_from_before_credentials_binds_on_the_next_heartbeat(
     r = c.instance(IID)
     assert r.status_code == 401
     assert "has none yet" in r.json()["error"]
-    # The name spans were rebuilt from the stored body.
+    # The name spans were rebuilt from the stored body, and the rollups from them.
     assert [n["instances"] for n in c.insights(days=7)["names"]["api"]] == [1, 1]
+    receipts = storage.read(lambda c: c.execute(sa.select(receipt_days)).all())
+    assert [tuple(r) for r in receipts] == [("1970-01-01", 1)]  # received at now=1
     # Its next heartbeat binds the secret it brings.
     assert c.post(body(sequence=2)).json()["status"] == "accepted"
     assert c.instance(IID).json()["heartbeats"] == 2
