@@ -13,9 +13,9 @@ from collector import Storage
 from collector.__main__ import main
 from collector.schema import instance_days, instance_heartbeats
 from collector.validate import parse
-from tests.collector.conftest import Collector
 from tests.collector.payloads import IID, IID2, MIX, body, totals
 from tests.collector.test_consistency import aggregates, from_bodies
+from tests.support.collector import Collector
 
 DAY_SECONDS = 86_400
 

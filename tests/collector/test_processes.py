@@ -24,7 +24,7 @@ from collector.errors import StorageBusy
 from collector.validate import parse
 from tests.collector.payloads import MIX, auth, body, totals
 from tests.collector.test_cli import Server, start
-from tests.helpers import T0
+from tests.support.clock import T0
 
 pytestmark = pytest.mark.slow
 
