@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,7 +181,12 @@ def test_sigterm_finishes_the_step_and_exits_0(
     with Proc.worker(*args, env=ON, log=tmp_path / "worker.log") as proc:
 
         def holds_the_lease() -> bool:
-            rows = query(db_path, "SELECT pid FROM worker_lease") if db_path.exists() else []
+            if not db_path.exists():
+                return False
+            try:  # the file appears a moment before its tables
+                rows = query(db_path, "SELECT pid FROM worker_lease")
+            except sqlite3.OperationalError:
+                return False
             return rows == [(proc.pid,)]
 
         wait_for("the worker to take the lease", holds_the_lease)
