@@ -17,7 +17,7 @@ It shows every piece a real Helios backend needs:
 Run it (from the repository root)::
 
     pip install 'helios-telemetry[web]' uvicorn
-    HELIOS_TELEMETRY_DB=/tmp/helios-example.db python examples/host_app.py --port 8000
+    HELIOS_TELEMETRY_DB=/tmp/helios-example.db python -m examples.host_app --port 8000
 
 then open http://127.0.0.1:8000/, sign in as ``admin`` and open
 http://127.0.0.1:8000/settings/privacy.
@@ -31,8 +31,6 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,11 +43,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import outbox
+from examples import helios_site as site
+from examples.helios_site import (
+    ACCOUNTS,
+    LINKS,
+    RELAY_PREFIX,
+    RELAY_RESOURCES,
+    UI_ACTIONS,
+    USERS,
+    Account,
+    dashboard_html,
+    signin_html,
+)
 from outbox import Telemetry
 from outbox.web import (
-    DEFAULT_RELAY_RESOURCES,
     Authorize,
-    Links,
     RelayTracking,
     html_attributes,
     same_origin,
@@ -59,39 +67,8 @@ from outbox.web import (
 
 HERE = Path(__file__).resolve().parent
 
-#: The UI actions this app's frontend reports; anything else is dropped as unknown_name.
-UI_ACTIONS = ("bulk_edit", "export_csv", "column_sort")
-RELAY_PREFIX = "/api/relay"
-#: The upstream's resources: the directory APIs, and this app's own "widgets".
-RELAY_RESOURCES = (*DEFAULT_RELAY_RESOURCES, "widgets")
-LINKS = Links(
-    privacy_policy_url="https://helios.gridworx.io/privacy",
-    insights_url="https://helios.gridworx.io/insights",
-)
-
-USERS = [
-    {"id": 1042, "name": "Ada Lovelace", "group": "engineering"},
-    {"id": 1043, "name": "Grace Hopper", "group": "operations"},
-    {"id": 1044, "name": "Edsger Dijkstra", "group": "engineering"},
-]
-GROUPS = [{"id": 7, "name": "engineering"}, {"id": 8, "name": "operations"}]
-
-
-# -- who is signed in ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    name: str
-    admin: bool
-    password: str
-
-
-#: The demo's accounts. A real Helios looks its users and roles up in its database.
-ACCOUNTS = {
-    "admin": Account("admin", True, "admin-password"),
-    "user": Account("user", False, "user-password"),
-}
+# The accounts, the directory the relay stands in for, and the pages: shared with the
+# Flask and Django examples (``examples/helios_site.py``).
 SESSION_COOKIE = "helios_session"
 
 
@@ -150,114 +127,10 @@ def make_commands(telemetry: Telemetry) -> dict[str, Callable[[], Awaitable[dict
 
 #: What the fake upstream serves: the declared resources, and ``hosts``, which the
 #: vocabulary does not declare (its requests are counted as dropped ``unknown_name``).
-UPSTREAM = {r.split(".")[0] for r in RELAY_RESOURCES} | {"hosts"}
-
-
 async def relay(request: Request) -> Response:
-    """A stand-in for Helios's relay to the directory API: canned JSON for a few
-    resources, a small answer for any other the upstream serves, 404 for the rest."""
-    parts = [p for p in request.path_params["path"].split("/") if p]
-    if parts == ["users"]:
-        return JSONResponse({"users": USERS})
-    if parts[:1] == ["users"] and len(parts) == 2:
-        user = next((u for u in USERS if str(u["id"]) == parts[1]), None)
-        return JSONResponse(user) if user else JSONResponse({"error": "no such user"}, 404)
-    if parts == ["groups"]:
-        return JSONResponse({"groups": GROUPS})
-    if parts and parts[0].lower() in UPSTREAM:
-        return JSONResponse({"resource": "fake", "segments": len(parts)})
-    return JSONResponse({"error": "no such resource"}, 404)
-
-
-# -- pages ------------------------------------------------------------------------------------
-
-
-def header_html(account: Account | None) -> str:
-    if account is None:
-        who = '<a id="sign-in" href="/signin">Sign in</a>'
-    else:
-        role = "administrator" if account.admin else "user"
-        who = (
-            f'<span id="signed-in">Signed in as {escape(account.name)} ({role})</span> '
-            '<form method="post" action="/signout" class="inline">'
-            '<button id="sign-out" type="submit">Sign out</button></form>'
-        )
-    return f"""  <header>
-    <strong>Helios</strong>
-    <helios-telemetry-badge id="badge"></helios-telemetry-badge>
-    <a href="/settings/privacy">Privacy settings</a>
-    {who}
-  </header>"""
-
-
-def dashboard_html(mode_attributes: str, flush_ms: int | None, account: Account | None) -> str:
-    flush = f' data-helios-telemetry-flush-ms="{flush_ms}"' if flush_ms else ""
-    rows = "\n".join(
-        f"        <tr><td>{escape(str(u['name']))}</td><td>{escape(str(u['group']))}</td></tr>"
-        for u in USERS
-    )
-    return f"""<!doctype html>
-<html lang="en" {mode_attributes}{flush}>
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>Dashboard · Helios</title>
-  <link rel="stylesheet" href="/telemetry/static/telemetry.css">
-  <link rel="stylesheet" href="/example-static/dashboard.css">
-  <script type="module" src="/example-static/dashboard.js"></script>
-</head>
-<body>
-{header_html(account)}
-  <main>
-    <h1>Users</h1>
-    <p class="toolbar">
-      <button id="bulk-edit" type="button">Bulk edit</button>
-      <button id="export-csv" type="button">Export CSV</button>
-      <button id="sync" type="button">Sync now</button>
-    </p>
-    <table>
-      <thead>
-        <tr>
-          <th><button id="sort-name" class="sort" type="button">Name</button></th>
-          <th><button id="sort-group" class="sort" type="button">Group</button></th>
-        </tr>
-      </thead>
-      <tbody id="users">
-{rows}
-      </tbody>
-    </table>
-    <p id="message" role="status"></p>
-  </main>
-</body>
-</html>
-"""
-
-
-def signin_html(error: str = "") -> str:
-    problem = f'<p id="signin-error" role="alert">{escape(error)}</p>' if error else ""
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Sign in · Helios</title>
-  <link rel="stylesheet" href="/example-static/dashboard.css">
-</head>
-<body>
-  <main>
-    <h1>Sign in</h1>
-    {problem}
-    <form method="post" action="/signin">
-      <p><label>User name <input id="username" name="username" autocomplete="username"></label></p>
-      <p><label>Password <input id="password" name="password" type="password"
-            autocomplete="current-password"></label></p>
-      <p><button id="sign-in-submit" type="submit">Sign in</button></p>
-    </form>
-    <p>Demo accounts: <code>admin</code> / <code>admin-password</code> (administrator),
-       <code>user</code> / <code>user-password</code>.</p>
-  </main>
-</body>
-</html>
-"""
+    """A stand-in for Helios's relay to the directory API (``helios_site.relay``)."""
+    status, answer = site.relay(request.path_params["path"])
+    return JSONResponse(answer, status)
 
 
 def create_app(
@@ -281,7 +154,8 @@ def create_app(
     async def dashboard(request: Request) -> Response:
         decision = await run_in_threadpool(t.decision)
         attrs = html_attributes(decision, LINKS)
-        return HTMLResponse(dashboard_html(attrs, flush_ms, sessions.account(request)))
+        flush = f' data-helios-telemetry-flush-ms="{flush_ms}"' if flush_ms else ""
+        return HTMLResponse(dashboard_html(attrs + flush, sessions.account(request)))
 
     async def run_command(request: Request) -> Response:
         if not same_origin(request, "command"):
