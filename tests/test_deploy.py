@@ -561,11 +561,13 @@ def test_the_images_entry_points_deliver_a_heartbeat_on_a_read_only_root(
     assert insights["heartbeats"] == {"received": 1, "missing": 0}
     assert (insights["api_usage"], insights["command_usage"]) == ({"users.list": 2}, {"sync": 3})
     # what the two processes wrote: their volumes, owned by the image's user, nothing else
-    # (SQLite's -wal and -shm stay after the collector's shutdown: a collector matter)
+    # (SQLite's -wal and -shm stay after the collector's shutdown: a collector matter; the
+    # -writer.lock file is the flock that serialises the writes of --workers processes)
     assert {p.name for p in volumes["collector"].iterdir()} <= {
         "collector.db",
         "collector.db-wal",
         "collector.db-shm",
+        "collector.db-writer.lock",
     }
     assert "collector.db" in {p.name for p in volumes["collector"].iterdir()}
     assert sorted(p.name for p in volumes["worker"].iterdir()) == ["telemetry.db"]
