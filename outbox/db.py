@@ -339,10 +339,29 @@ def _is_empty(conn: sqlite3.Connection) -> bool:
     return int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]) == 0
 
 
+def begin_immediate(conn: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock at most the connection's busy timeout.
+
+    The wait polls like :func:`retry_busy` instead of SQLite's own busy handler,
+    which sleeps up to 100 ms between tries: behind a few track calls that poll
+    every 2 ms, the worker's transactions would otherwise starve until they fail.
+    """
+    ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    if ms == 0:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), timeout=ms / 1000)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {ms:d}")
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    """``BEGIN IMMEDIATE`` (see :func:`begin_immediate`) … ``COMMIT``; rolls back on any
+    exception."""
+    begin_immediate(conn)
     try:
         yield conn
     except BaseException:

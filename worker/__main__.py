@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -29,7 +30,8 @@ import httpx
 
 from outbox import maintenance
 from outbox.config import EDITION, ENABLED, ENDPOINT, VERSION, Config
-from outbox.errors import OutboxBusy, OutboxError, SettingsError
+from outbox.db import is_busy
+from outbox.errors import OutboxBusy, OutboxError, SettingsError, translate
 from worker.loop import Summary, Worker
 from worker.options import Options
 from worker.pacing import Hook
@@ -253,6 +255,11 @@ def cli(ctx: click.Context, /, **opts: Any) -> int:
         return worker.run()
     except OutboxBusy as e:
         click.echo(f"outbox-worker: {e}", err=True)
+        return 1
+    except sqlite3.OperationalError as e:  # busy past the timeout in a --once cycle
+        if not is_busy(e):
+            raise
+        click.echo(f"outbox-worker: {translate(e, config.db_path)}", err=True)
         return 1
     except OutboxError as e:  # a configuration problem, or another worker holds the lease
         click.echo(f"outbox-worker: {e}", err=True)

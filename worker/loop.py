@@ -38,7 +38,7 @@ import httpx
 
 from outbox import consent, heartbeats, maintenance, store
 from outbox.config import Config, Decision
-from outbox.db import transaction
+from outbox.db import is_busy, transaction
 from outbox.errors import StorageError
 from outbox.store import Meta
 from worker import running, sealing
@@ -314,8 +314,16 @@ class Worker:
         return False
 
     def maintain(self, now: float, *, cap: bool = True) -> bool:
-        """Compaction, the size cap, purge, checkpoint; False when a stop interrupted it."""
-        if not maintain(self.conn, self.options, self.pacer, now=now, cap=cap):
+        """Compaction, the size cap, purge, checkpoint; False when a stop interrupted it, or
+        when track calls held the write lock past the busy timeout (it runs again next cycle:
+        every step is a short transaction, and one not taken changes nothing)."""
+        try:
+            if not maintain(self.conn, self.options, self.pacer, now=now, cap=cap):
+                return False
+        except sqlite3.OperationalError as e:
+            if not is_busy(e):
+                raise
+            log.warning("maintenance deferred to the next cycle: the outbox is busy (%s)", e)
             return False
         self._last_maintenance = now
         checkpoint(self.conn, self.pacer)

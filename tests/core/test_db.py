@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -202,3 +203,73 @@ def test_an_existing_open_file_keeps_its_mode_and_is_reported(tmp_path: Path) ->
         assert (path, 0o644) in db.open_to_others(path)
     finally:
         t.close()
+
+
+def test_a_transaction_gets_the_write_lock_between_busy_track_calls(db_path: Path) -> None:
+    """Three processes track as fast as they can (polling for the lock every 2 ms at most);
+    a transaction with a 1 s busy timeout still gets in every time. With SQLite's own busy
+    handler, which sleeps up to 100 ms between tries, about one in seven timed out here."""
+    db.connect(db_path).close()
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.core.procs",
+                "track",
+                str(db_path),
+                "200000",
+                "command",
+                "sync",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
+    conn = db.connect(db_path, busy_timeout=1.0)
+    try:
+        while conn.execute("SELECT count(*) FROM events").fetchone()[0] < 1000:
+            time.sleep(0.01)  # the writers are at full speed
+        failed = taken = 0
+        for _ in range(30):
+            try:
+                with db.transaction(conn):
+                    conn.execute(
+                        "INSERT INTO events (kind, name, count, at) VALUES ('ui', 'x', 1, 0)"
+                    )
+                taken += 1
+            except sqlite3.OperationalError as e:
+                assert db.is_busy(e)
+                failed += 1
+            time.sleep(0.01)
+        assert all(w.poll() is None for w in writers), "the writers stopped before the end"
+        assert (taken, failed) == (30, 0)
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1000  # put back
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+        conn.close()
+
+
+def test_a_transaction_waits_its_busy_timeout_then_fails_busy(db_path: Path) -> None:
+    holder = db.connect(db_path)
+    conn = db.connect(db_path, busy_timeout=0.2)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        t0 = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError) as e:
+            with db.transaction(conn):
+                pass
+        waited = time.monotonic() - t0
+        assert db.is_busy(e.value) and not conn.in_transaction
+        assert 0.2 <= waited < 2.0
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 200  # put back
+        holder.execute("COMMIT")
+        with db.transaction(conn):
+            conn.execute("INSERT INTO events (kind, name, count, at) VALUES ('ui', 'x', 1, 0)")
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        holder.close()
+        conn.close()

@@ -18,7 +18,7 @@ from tests.support.env import child_env
 from tests.support.outboxes import query
 from tests.support.processes import Proc, once, run_worker, wait_for, worker_env
 from tests.support.receiver import Receiver, Scripted
-from worker.__main__ import cli
+from worker.__main__ import Parts, cli, main
 
 ON = worker_env()
 
@@ -196,3 +196,36 @@ def test_sigterm_finishes_the_step_and_exits_0(
     [(expires,)] = query(db_path, "SELECT expires_at FROM worker_lease")
     assert expires <= time.time() + 1  # released on the way out
     assert os.path.exists(db_path)
+
+
+@pytest.mark.slow  # waits out the worker's 5 s busy timeout
+def test_once_exits_1_with_one_line_when_the_outbox_stays_locked(
+    db_path: Path, make_telemetry: Callable[..., Telemetry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another process takes the write lock right after the seal and keeps it: maintenance
+    is deferred, the cycle's last write times out, and ``--once`` says so (exit 1, no
+    traceback); the sealed heartbeat is kept."""
+    tracked(make_telemetry)
+    holder = db.connect(db_path)
+
+    def take_the_lock(step: str) -> None:
+        if step == "after_seal_commit":
+            holder.execute("BEGIN IMMEDIATE")
+
+    try:
+        rc = main(
+            ["--once", "--db", str(db_path)],
+            parts=Parts(hook=take_the_lock, environ={"HELIOS_TELEMETRY_ENABLED": "local"}),
+        )
+        err = capsys.readouterr().err
+        assert rc == 1, err
+        assert err.startswith(f"outbox-worker: {db_path}: the outbox is locked by another process")
+        assert "Traceback" not in err
+    finally:
+        holder.close()
+    conn = db.connect(db_path)
+    try:
+        [hb] = heartbeats.history(conn)
+        assert hb.status == "local"
+    finally:
+        conn.close()

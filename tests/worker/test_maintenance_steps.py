@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from outbox import Telemetry, heartbeats, maintenance, store
+import pytest
+
+from outbox import Telemetry, db, heartbeats, maintenance, store
 from tests.support.clock import T0, FakeClock
 from worker.loop import Worker
 
@@ -105,3 +109,37 @@ def test_between_chunks_the_worker_pauses_for_real_and_a_stop_ends_the_pause(
     assert done == [False] and steps == ["before_compact", "compact"]
     after = {(c.kind, c.name): c.count for c in store.pending_counters(conn)}
     assert after == {**expected, ("command", "sync"): 1}
+
+
+def test_a_busy_outbox_defers_maintenance_to_the_next_cycle(
+    make_worker: Callable[..., Worker],
+    db_path: Path,
+    conn: sqlite3.Connection,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holds the write lock past the worker's busy timeout when compaction
+    starts: the cycle logs it and goes on (no traceback, nothing changed); the next one
+    compacts."""
+    fill(conn, 300, names=3, days=1)
+    holder = db.connect(db_path)
+    hold = True
+
+    def take_the_lock(step: str) -> None:
+        if step == "before_compact" and hold:
+            holder.execute("BEGIN IMMEDIATE")
+
+    w = make_worker(env_enabled="local", hook=take_the_lock)
+    w.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        assert w.maintain(clock.now) is False
+        assert holder.in_transaction
+        holder.execute("ROLLBACK")
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 300
+        deferred = [r for r in caplog.records if r.getMessage().startswith("maintenance deferred")]
+        assert [r.levelno for r in deferred] == [logging.WARNING]
+        hold = False
+        assert w.maintain(clock.now) is True
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+    finally:
+        holder.close()
