@@ -57,18 +57,25 @@ def app_for(telemetry: Telemetry, flush_ms: int = 60_000):
     return create_app(telemetry, flush_ms=flush_ms)
 
 
-def wait_for(check: Callable[[], object], page: Page | None = None, timeout: float = 20.0) -> None:
+def wait_for(
+    check: Callable[[], object],
+    page: Page | None = None,
+    timeout: float = 20.0,
+    show: Callable[[], object] | None = None,
+) -> None:
     """Poll until ``check()`` is truthy. The unload beacon usually arrives 20-150 ms after
     a close, but on a busy machine Chromium has been seen to send it seconds later: the
     wait is long, a passing test does not pay for it.
 
     With a live ``page``, wait through Playwright so that its event handlers (route
     interception) keep running meanwhile; the sync API only runs them inside its calls.
+    ``show``: what to print when the time is up (e.g. what the outbox holds by then).
     """
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout} s")
+            seen = "" if show is None else f"; by then: {show()!r}"
+            raise AssertionError(f"still not true after {timeout} s{seen}")
         if page is None:
             time.sleep(0.02)
         else:
