@@ -229,7 +229,9 @@ def test_a_transaction_gets_the_write_lock_between_busy_track_calls(db_path: Pat
     ]
     conn = db.connect(db_path, busy_timeout=1.0)
     try:
+        deadline = time.monotonic() + 60
         while conn.execute("SELECT count(*) FROM events").fetchone()[0] < 1000:
+            assert time.monotonic() < deadline, "the writers did not start"
             time.sleep(0.01)  # the writers are at full speed
         failed = taken = 0
         for _ in range(30):
