@@ -5,9 +5,10 @@ the backlog:
 
 1. :func:`plan_seal` reads (no write lock; WAL readers never block writers) the
    new high-water mark and the per-day sums of the events up to it.
-2. :func:`commit_seal` takes the write lock, checks that nothing moved the
-   cursor meanwhile and that no heartbeat is pending, reads the drop counts,
-   builds and freezes the payload, inserts the heartbeat and moves the cursor —
+2. :func:`commit_seal` reads the drop counts and builds and freezes the payload
+   in one read snapshot, then takes the write lock, checks that nothing moved the
+   cursor or took the drop counts meanwhile and that no heartbeat is pending,
+   inserts the heartbeat, moves the cursor and subtracts the drops it reports —
    O(1) rows written, in one transaction.
 
 :func:`preview` runs the same two computations without writing: it is exactly
@@ -142,12 +143,21 @@ def _payload_for(
     return payload, sequence, start, end
 
 
-def _unchanged(conn: sqlite3.Connection, plan: SealPlan, sequence: int) -> bool:
-    """Nothing sealed, discarded or purged since ``plan`` (and its payload) was made."""
+def _unchanged(
+    conn: sqlite3.Connection, plan: SealPlan, sequence: int, reported: dict[str, int]
+) -> bool:
+    """Nothing sealed, discarded or purged since ``plan`` (and its payload) was made.
+
+    A discard with no event to skip leaves the cursor where it was but zeroes the drop
+    counts, and drop counts only grow otherwise: every count ``reported`` must still be
+    pending.
+    """
+    now_pending = drops(conn).pending
     return (
         sealed_through(conn) == plan.after
         and store.get_int(conn, Meta.LAST_SEQUENCE) == sequence - 1
         and pending(conn) is None
+        and all(now_pending.get(reason, 0) >= n for reason, n in reported.items())
     )
 
 
@@ -193,7 +203,7 @@ def commit_seal(
             dropped=reported,
             instance=instance,
         )
-        current = _unchanged(conn, plan, sequence)
+        current = _unchanged(conn, plan, sequence, reported)
     finally:
         conn.execute("COMMIT")
     if not current:
@@ -203,7 +213,7 @@ def commit_seal(
     body = encode(payload)
     digest = sha256_hex(body)
     with transaction(conn):
-        if not _unchanged(conn, plan, sequence):
+        if not _unchanged(conn, plan, sequence, reported):
             return None
         conn.execute(
             "INSERT INTO heartbeats (id, sequence, first_event_id, last_event_id, period_start, "

@@ -290,9 +290,10 @@ def add_drops(conn: sqlite3.Connection, reason: DropReason, n: int) -> None:
 
 def take_drops(conn: sqlite3.Connection, reported: dict[str, int]) -> None:
     """Subtract the drop counts a heartbeat reports from what the next one would report
-    (not zeroed: a loss counted since the payload was built stays for the next one)."""
+    (not zeroed: a loss counted since the payload was built stays for the next one).
+    The caller checked that they are all still pending."""
     conn.executemany(
-        "UPDATE dropped SET pending = max(pending - ?, 0) WHERE reason = ?",
+        "UPDATE dropped SET pending = pending - ? WHERE reason = ?",
         [(n, reason) for reason, n in reported.items() if n],
     )
 

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from outbox import consent, heartbeats, maintenance, store
+from outbox import consent, db, heartbeats, maintenance, store
 from outbox.contract import encode
 from outbox.store import Meta
 from tests.support.clock import T0
@@ -335,3 +335,26 @@ def test_checkpoint_and_file_sizes(make_telemetry, conn, db_path) -> None:
     with pytest.raises(ValueError):
         maintenance.checkpoint(conn, "NOW")
     assert store.get(conn, Meta.RECOVERED_AT, "dflt") == "dflt"
+
+
+def test_an_opt_out_while_sealing_only_drop_counts_seals_nothing(
+    make_telemetry, conn, db_path, monkeypatch
+) -> None:
+    """With no event to skip, an opt-out leaves the cursor where it was but zeroes the drop
+    counts: a seal whose payload was built before it must not store them."""
+    t = make_telemetry()
+    t.count_dropped("storage_error", 5)
+    encode = heartbeats.encode
+
+    def meanwhile(payload):  # runs between the payload's snapshot and the write lock
+        consent.switch(t_conn, False, now=T0)
+        return encode(payload)
+
+    t_conn = db.connect(db_path)
+    try:
+        monkeypatch.setattr(heartbeats, "encode", meanwhile)
+        assert seal(conn, "a") is None
+    finally:
+        t_conn.close()
+    assert heartbeats.history(conn) == []
+    assert store.drops(conn).pending["storage_error"] == 0
