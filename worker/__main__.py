@@ -30,7 +30,6 @@ import httpx
 
 from outbox import maintenance
 from outbox.config import EDITION, ENABLED, ENDPOINT, VERSION, Config
-from outbox.db import is_busy
 from outbox.errors import OutboxBusy, OutboxError, SettingsError, translate
 from worker.loop import Summary, Worker
 from worker.options import Options
@@ -253,17 +252,13 @@ def cli(ctx: click.Context, /, **opts: Any) -> int:
         if opts["once"]:
             return _report_once(worker.tick(parts.clock(), force=True))
         return worker.run()
-    except OutboxBusy as e:
-        click.echo(f"outbox-worker: {e}", err=True)
-        return 1
-    except sqlite3.OperationalError as e:  # busy past the timeout in a --once cycle
-        if not is_busy(e):
-            raise
-        click.echo(f"outbox-worker: {translate(e, config.db_path)}", err=True)
-        return 1
-    except OutboxError as e:  # a configuration problem, or another worker holds the lease
-        click.echo(f"outbox-worker: {e}", err=True)
-        return 2
+    except (OutboxError, sqlite3.Error) as e:
+        # Busy past the timeout: 1 (try again); an outbox that cannot be used, another
+        # worker holding the lease, a configuration problem: 2. A --once cycle's SQLite
+        # error is said as the loop says it (``translate``), never as a traceback.
+        err = translate(e, config.db_path) if isinstance(e, sqlite3.Error) else e
+        click.echo(f"outbox-worker: {err}", err=True)
+        return 1 if isinstance(err, OutboxBusy) else 2
     finally:
         worker.close()
 
