@@ -7,6 +7,7 @@ inline script or style, so the page runs under a strict Content-Security-Policy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from html import escape
@@ -31,6 +32,9 @@ CONTENT_SECURITY_POLICY: Final = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 )
 
+#: A path segment a link may carry: unreserved URL characters only (RFC 3986).
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -44,9 +48,14 @@ class Paths:
     help_html: str = "/telemetry/help"
 
     def under(self, root: str) -> Paths:
-        """The same paths below a mount point (``root_path``)."""
+        """The same paths below a mount point (``root_path``).
+
+        A mount's path can hold what a client requested (``Mount("/{org}")``): a root
+        with a segment that is not plain URL text (``/\\evil.example`` reads as
+        ``//evil.example`` to a browser) is left out, so no link leaves the site.
+        """
         root = root.rstrip("/")
-        if not root:
+        if not root or not all(_PLAIN_SEGMENT.fullmatch(s) for s in root.split("/")[1:]):
             return self
         return Paths(**{f.name: root + getattr(self, f.name) for f in fields(self)})
 

@@ -365,6 +365,24 @@ def test_help_as_json_and_html(on: Telemetry) -> None:
 
 
 @pytest.mark.parametrize(
+    ("requested", "link"),
+    [
+        ("/acme", 'href="/acme/settings/privacy"'),
+        ("/%5Cevil.example", 'href="/settings/privacy"'),  # "/\\evil.example": a link off-site
+    ],
+)
+def test_links_under_a_mount_carry_only_plain_text_of_the_request(
+    on: Telemetry, requested: str, link: str
+) -> None:
+    """Under ``Mount("/{org}")`` the mount point is what the client requested: the help
+    and the page link below it only when every segment is plain URL text."""
+    routes = telemetry_routes(telemetry=on, authorize=everyone_is_admin, origins=[ORIGIN])
+    c = Client(Starlette(routes=[Mount("/{org}", routes=[*routes])]))
+    html = c.get(requested + "/telemetry/help").text
+    assert link in html and "evil" not in html
+
+
+@pytest.mark.parametrize(
     ("name", "content_type"),
     [
         ("telemetry.js", "text/javascript; charset=utf-8"),
