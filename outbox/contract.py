@@ -322,7 +322,7 @@ class Receipt:
 def _document(data: bytes, kind: str, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # nested too deeply
         raise ContractError(f"not {what}: the file is not JSON") from e
     if not isinstance(doc, dict) or doc.get("format") != kind:
         raise ContractError(f"not {what}: its format is not {kind!r}")

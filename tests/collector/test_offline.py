@@ -151,3 +151,14 @@ def test_post_import_answers_the_receipt(collector: Collector, tmp_path: Path) -
     assert collector.insights(days=1)["totals"] == {"api": 2, "command": 1, "ui": 0}
     bad = collector.http.post(url, content=b'{"format": "x"}', headers=h)
     assert bad.status_code == 400
+
+
+def test_post_import_of_a_file_nested_too_deeply_is_400(collector: Collector) -> None:
+    """Python's JSON parser gives up on deep nesting with a RecursionError: that is a file
+    that is not an export (400), never the collector failing (500)."""
+    deep = b'{"format": "helios-heartbeat-export", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = collector.http.post(
+        "/api/instances/import", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and "is not JSON" in r.json()["error"]
+    assert collector.insights(days=1)["heartbeats"]["received"] == 0
