@@ -91,11 +91,6 @@ def credential(request: Request) -> str:
     return _credential_of(None if header is None else header.encode("latin-1"))
 
 
-def _content_type_is_json(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media == "application/json"
-
-
 HEARTBEAT_PATH: Final = "/api/instances/heartbeat"
 _WANTED: Final = frozenset(
     {b"authorization", b"content-type", b"content-length", b"idempotency-key"}
@@ -265,9 +260,9 @@ def create_app(
             secret = secret_from_header(request.headers.get("authorization"))
             if request.headers.get("authorization") is not None and secret is None:
                 raise Unauthorized(NO_SECRET)
-            if not _content_type_is_json(request):
+            if not _is_json(_headers(request.scope).get(b"content-type")):
                 raise PayloadError(415, "send the export file as Content-Type: application/json")
-            data = await read_body(request, 2 * limits.max_body + 4096)
+            data = await read_body(request, offline.max_export_bytes(limits))
             hb = await anyio.to_thread.run_sync(
                 lambda: offline.read_export(data, secret=secret, limits=limits)
             )
@@ -381,7 +376,7 @@ def create_app(
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # A bug, not a client's fault: JSON and no detail (the log has the traceback).
-        return JSONResponse({"error": "the collector failed; try again later"}, 500)
+        return _FAILED
 
     app = Starlette(
         exception_handlers={HTTPException: http_error, Exception: server_error},

@@ -34,6 +34,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from collector.schema import (
+    HALF,
     aggregated_metrics,
     day_of_seconds,
     day_totals,
@@ -58,8 +59,6 @@ DEFAULT_MIN_INSTANCES: Final = 3
 #: names have their own ``other`` map, since "other" is a valid name).
 OTHER: Final = "other"
 
-_LOW: Final = 0xFFFFFFFF
-
 
 def window(now: int, days: int) -> tuple[date, date]:
     """The first and last UTC day of a ``days``-long window ending today."""
@@ -75,7 +74,7 @@ def exact_sum(column: Any) -> tuple[Any, Any]:
     """
     # Inline literals: a bound 32 would be a bigint, and PostgreSQL has no bigint >> bigint.
     shift: Any = sa.literal_column("32")
-    low: Any = sa.literal_column(str(_LOW))
+    low: Any = sa.literal_column(str(HALF))
     return sa.func.sum(column.op(">>")(shift)), sa.func.sum(column.op("&")(low))
 
 
@@ -121,10 +120,7 @@ def per_name(conn: sa.Connection, first: date, last: date) -> dict[tuple[str, st
 
     def halves(column: Any, within: Any) -> tuple[Any, Any]:
         """:func:`exact_sum` of ``column`` over the rows where ``within`` holds."""
-        return (
-            sa.func.sum(sa.case((within, column.op(">>")(sa.literal_column("32"))), else_=0)),
-            sa.func.sum(sa.case((within, column.op("&")(sa.literal_column(str(_LOW)))), else_=0)),
-        )
+        return exact_sum(sa.case((within, column), else_=0))
 
     count = a.c["count"]
     if head < tail:  # S's whole month, less its days before S

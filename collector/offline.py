@@ -24,6 +24,12 @@ NO_CREDENTIAL = (
 )
 
 
+def max_export_bytes(limits: Limits) -> int:
+    """The largest export file read: the base64 of the largest body, with room for the
+    other fields."""
+    return 2 * limits.max_body + 4096
+
+
 def read_export(
     data: bytes, *, secret: str | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> Heartbeat:
@@ -34,7 +40,7 @@ def read_export(
     :raises PayloadError: not an export file (400), altered, or an invalid heartbeat.
     :raises Unauthorized: no secret at all.
     """
-    if len(data) > 2 * limits.max_body + 4096:  # base64 and the decoded copy
+    if len(data) > max_export_bytes(limits):
         raise PayloadError(413, f"the file is larger than an export of {limits.max_body} bytes")
     try:
         export = Export.from_bytes(data)

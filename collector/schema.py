@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, timedelta
 from typing import Final
 
 import sqlalchemy as sa
 
 from collector.errors import SchemaTooNew
 from collector.validate import NO_LIMITS, parse
+from outbox.contract import day_of
 
 #: The version of the collector's DATABASE (its tables), raised by every migration.
 DATABASE_SCHEMA_VERSION: Final = 3
@@ -209,7 +209,7 @@ HALF: Final = 0xFFFFFFFF
 
 def day_of_seconds(seconds: int) -> str:
     """The UTC day (``YYYY-MM-DD``) of a unix time."""
-    return (date(1970, 1, 1) + timedelta(days=seconds // 86_400)).isoformat()
+    return day_of(seconds).isoformat()
 
 
 def rebuild_rollups(conn: sa.Connection) -> None:
