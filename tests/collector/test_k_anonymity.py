@@ -118,3 +118,6 @@ def test_per_instance_data_is_not_in_the_public_documents(collector: Collector) 
     for iid in IDS:
         assert iid not in text and iid[:8] not in text
     assert "first_day" not in json.loads(collector.http.get("/api/insights").text)
+    # Not at any depth either: no public row carries an instance's first or last day.
+    for key in ("first_day", "last_day"):
+        assert key not in text

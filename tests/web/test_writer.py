@@ -66,15 +66,30 @@ def test_a_raising_telemetry_is_said_once_and_the_thread_goes_on(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Raising(Telemetry):
-        def track_api_call(self, name: str, count: int = 1) -> bool:
-            raise RuntimeError("boom")
+        """Raises on its first two track calls, then stores."""
 
-    writer = CountWriter(lambda: Raising(db_path=db_path, environ={}), source="src")
+        raised = 0
+
+        def track_api_call(self, name: str, count: int = 1) -> bool:
+            if self.raised < 2:
+                self.raised += 1
+                raise RuntimeError("boom")
+            return super().track_api_call(name, count)
+
+    t = Raising(db_path=db_path, enabled=True, environ={})
+    writer = CountWriter(lambda: t, source="src")
     for _ in range(3):
         writer.put("users.list")
         assert writer.drain()
     said = [r for r in caplog.records if r.getMessage() == "telemetry: src could not store counts"]
     assert len(said) == 1
+    # The thread went on after the failures: what is handed over next is stored, exactly.
+    for _ in range(5):
+        writer.put("groups.get")
+    assert writer.drain()
+    assert stored(db_path) == {("api", "users.list"): 1, ("api", "groups.get"): 5}
+    assert t.raised == 2
+    t.close()
 
 
 def test_a_forked_child_stores_through_its_own_thread(
