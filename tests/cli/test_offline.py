@@ -59,6 +59,25 @@ def test_export_refuses_while_sharing_is_off(run, outbox) -> None:
         assert heartbeats.history(c) == []  # nothing sealed either
 
 
+def test_export_refuses_a_version_the_collector_would_refuse(run, outbox, tmp_path: Path) -> None:
+    """HELIOS_VERSION=latest would be a heartbeat the collector rejects for good: a
+    configuration error (exit 2) before anything is sealed or written."""
+    outbox.instance()
+    outbox.track("api", "users.list", 4)
+    target = tmp_path / "hb.json"
+    r = run("export", "-o", target, env={**scenes.ON, "HELIOS_VERSION": "latest"})
+    assert r.exit_code == 2
+    assert r.stdout == ""
+    assert r.stderr == (
+        "Error: HELIOS_VERSION='latest' is not a PEP 440 or semver version (1.4.2, "
+        "2.0.0-rc.1); the collector would refuse every heartbeat: fix the variable\n"
+    )
+    assert not target.exists()
+    with outbox.conn() as c:
+        assert heartbeats.history(c) == []  # nothing sealed
+        assert store.get(c, Meta.LAST_EXPORT_AT) is None
+
+
 def test_nothing_to_export(run, outbox) -> None:
     outbox.instance()
     r = run("export", env=scenes.ON)

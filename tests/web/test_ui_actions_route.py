@@ -10,10 +10,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Scope
 
 from outbox import Telemetry
 from outbox.web import telemetry_routes
-from tests.web.conftest import SAME_ORIGIN, Client, drops, serve, stored
+from tests.web.conftest import SAME_ORIGIN, Client, drops, run_async, serve, stored
 
 URL = "/api/telemetry/ui-actions"
 DECLARED = ("bulk_edit", "export_csv", "column_sort")
@@ -83,6 +84,54 @@ def test_switched_off_by_the_organisation_is_204(
     r = client(t).post(URL, content=b"x" * 100_000, headers=SAME_ORIGIN)
     assert r.status_code == 204
     assert stored(db_path) == {} and drops(db_path) == {}
+    # httpx hands the whole body over up front, so drive the ASGI app directly and
+    # watch whether the route ever asks for the body
+    status, received = call_without_body(client(t).app)
+    assert status == 204
+    assert received == 0, "the body was read while telemetry is off"
+    assert stored(db_path) == {} and drops(db_path) == {}
+
+
+def call_without_body(app: ASGIApp) -> tuple[int, int]:
+    """POST a same-origin JSON request to ``app`` with a ``receive`` that counts its calls;
+    return the response status and how often ``receive`` was awaited."""
+    received = 0
+    sent: list[Message] = []
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"origin", SAME_ORIGIN["Origin"].encode()),
+            (b"sec-fetch-site", SAME_ORIGIN["Sec-Fetch-Site"].encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100000"),
+        ],
+    }
+
+    async def go() -> None:
+        async def receive() -> Message:
+            nonlocal received
+            received += 1
+            return {"type": "http.request", "body": b"x" * 100_000, "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    run_async(go)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 1
+    return int(starts[0]["status"]), received
 
 
 @pytest.mark.parametrize("environ", [{"DO_NOT_TRACK": "1"}, {"HELIOS_TELEMETRY_ENABLED": "false"}])

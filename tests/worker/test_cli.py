@@ -153,6 +153,28 @@ def test_configuration_errors_exit_2_with_one_line(
     assert not db_path.exists()  # nothing created
 
 
+def test_a_version_the_collector_would_refuse_exits_2_and_seals_nothing(
+    db_path: Path, receiver: Receiver, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    """HELIOS_VERSION=latest would make every heartbeat a 422: refused before anything is
+    sealed or sent, with the sentence ``outbox status`` shows."""
+    tracked(make_telemetry)
+    r = run_worker(*once(db_path, receiver.url), env=worker_env(HELIOS_VERSION="latest"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (
+        "outbox-worker: HELIOS_VERSION='latest' is not a PEP 440 or semver version (1.4.2, "
+        "2.0.0-rc.1); the collector would refuse every heartbeat: fix the variable\n"
+    )
+    assert r.stdout == ""
+    assert receiver.connections == 0 and receiver.posts() == []
+    conn = db.connect(db_path)
+    try:
+        assert heartbeats.history(conn) == []  # nothing sealed
+        assert {(c.kind, c.name): c.count for c in store.pending_counters(conn)} == EXPECTED
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("args", [("--bogus",), ("--retry-attempts", "0"), ("--once", "extra")])
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
     r = run_worker(*args)
