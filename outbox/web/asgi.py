@@ -42,6 +42,7 @@ from outbox.web.counting import (
     relay_warning,
     route_warning,
 )
+from outbox.web.endpoints import default_telemetry
 from outbox.web.naming import (
     DEFAULT_RELAY_RESOURCES,
     DEFAULT_STRIP_PREFIX,
@@ -71,12 +72,6 @@ DEFAULT_FLUSH_EVERY: Final = 60.0
 _MAX_MOUNT_DEPTH: Final = 8
 
 Writes = Literal["thread", "inline"]
-
-
-def _default_telemetry() -> Telemetry:
-    import outbox
-
-    return outbox.telemetry
 
 
 class _Tracking:
@@ -111,7 +106,7 @@ class _Tracking:
     @property
     def telemetry(self) -> Telemetry:
         if self._telemetry is None:
-            self._telemetry = _default_telemetry()
+            self._telemetry = default_telemetry()
         return self._telemetry
 
     # -- the per-request path -----------------------------------------------------------

@@ -387,3 +387,20 @@ class TelemetryEndpoints:
             return Reply(404, b"not found", {"Content-Type": "text/plain; charset=utf-8"})
         headers = {"Content-Type": STATIC_FILES[name], "Cache-Control": "no-cache"}
         return Reply(200, content, headers)
+
+
+def default_telemetry() -> Telemetry:
+    """The :data:`outbox.telemetry` singleton (imported when first asked for)."""
+    import outbox
+
+    return outbox.telemetry
+
+
+def mounted_at(template: str, spec_path: str, root: str = "") -> str:
+    """Where the telemetry routes are mounted: ``root`` (the script name) and what the
+    matched template has before the route's own path (a blueprint's ``url_prefix``,
+    an ``include()``'s prefix)."""
+    template = "/" + template.lstrip("/")
+    if template.endswith(spec_path) and len(template) > len(spec_path):
+        return root.rstrip("/") + template[: -len(spec_path)]
+    return root.rstrip("/")

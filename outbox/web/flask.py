@@ -27,7 +27,13 @@ from flask import Blueprint, Flask, Response, current_app, request
 from outbox.web.asgi import DEFAULT_FLUSH_EVERY, Writes
 from outbox.web.authorize import Authorize, same_origin
 from outbox.web.counting import DEFAULT_CHECK_AFTER, OWN_ROUTE_MARK
-from outbox.web.endpoints import Reply, Spec, TelemetryEndpoints
+from outbox.web.endpoints import (
+    Reply,
+    Spec,
+    TelemetryEndpoints,
+    default_telemetry,
+    mounted_at,
+)
 from outbox.web.naming import DEFAULT_RELAY_RESOURCES, DEFAULT_STRIP_PREFIX, mark_of
 from outbox.web.page import Paths
 from outbox.web.view import DEFAULT_INSIGHTS_URL, DEFAULT_PRIVACY_POLICY_URL, Links
@@ -36,7 +42,6 @@ from outbox.web.wsgi import (
     MatchedRoute,
     RelayTracking,
     RouteTracking,
-    mounted_at,
     serve,
     sync_hook,
 )
@@ -157,9 +162,7 @@ class TelemetryExtension:
     @property
     def telemetry(self) -> Telemetry:
         if self._telemetry is None:
-            import outbox
-
-            self._telemetry = outbox.telemetry
+            self._telemetry = default_telemetry()
         return self._telemetry
 
     def init_app(self, app: Flask) -> None:

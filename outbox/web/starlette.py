@@ -27,7 +27,13 @@ from starlette.routing import BaseRoute, Route
 from outbox.web.asgi import matched_route
 from outbox.web.authorize import Authorize, same_origin
 from outbox.web.counting import OWN_ROUTE_MARK
-from outbox.web.endpoints import Reply, Spec, TelemetryEndpoints
+from outbox.web.endpoints import (
+    Reply,
+    Spec,
+    TelemetryEndpoints,
+    default_telemetry,
+    mounted_at,
+)
 from outbox.web.page import Paths
 from outbox.web.view import DEFAULT_INSIGHTS_URL, DEFAULT_PRIVACY_POLICY_URL, Links, Viewer
 
@@ -62,11 +68,9 @@ def _base(request: Request, spec: Spec) -> str:
     """Where the routes are mounted, as the browser addresses them: the ``root_path``
     (a ``Mount``, or the server's ``--root-path``) and, under FastAPI, the prefix of
     ``include_router``."""
-    base = str(request.scope.get("root_path", ""))
     _, path = matched_route(request.scope)
-    if isinstance(path, str) and path.endswith(spec.path) and len(path) > len(spec.path):
-        base += path[: -len(spec.path)]
-    return base
+    template = path if isinstance(path, str) else ""
+    return mounted_at(template, spec.path, str(request.scope.get("root_path", "")))
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -164,9 +168,7 @@ def telemetry_routes(
             "check the origin themselves; pass a hook that grants 'admin' to administrators"
         )
     if telemetry is None:
-        import outbox
-
-        telemetry = outbox.telemetry
+        telemetry = default_telemetry()
     endpoints = TelemetryEndpoints(
         telemetry=telemetry,
         hook=authorize is not None,

@@ -415,13 +415,3 @@ def serve(
     viewer = Viewer(hook=ask is not None, admin=admin)
     page_csrf = csrf() if spec.name == "privacy_page" else None
     return core.respond(spec, body, base=base(), viewer=viewer, csrf=page_csrf)
-
-
-def mounted_at(template: str, spec_path: str, root: str = "") -> str:
-    """Where the telemetry routes are mounted: ``root`` (the script name) and what the
-    matched template has before the route's own path (a blueprint's ``url_prefix``,
-    an ``include()``'s prefix)."""
-    template = "/" + template.lstrip("/")
-    if template.endswith(spec_path) and len(template) > len(spec_path):
-        return root.rstrip("/") + template[: -len(spec_path)]
-    return root.rstrip("/")

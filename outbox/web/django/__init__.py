@@ -47,7 +47,13 @@ from django.utils.safestring import SafeString, mark_safe
 
 from outbox.web.asgi import DEFAULT_FLUSH_EVERY
 from outbox.web.counting import DEFAULT_CHECK_AFTER, OWN_ROUTE_MARK, Outcome
-from outbox.web.endpoints import Reply, Spec, TelemetryEndpoints
+from outbox.web.endpoints import (
+    Reply,
+    Spec,
+    TelemetryEndpoints,
+    default_telemetry,
+    mounted_at,
+)
 from outbox.web.naming import (
     DEFAULT_RELAY_RESOURCES,
     DEFAULT_STRIP_PREFIX,
@@ -62,7 +68,6 @@ from outbox.web.wsgi import (
     MatchedRoute,
     RelayTracking,
     RouteTracking,
-    mounted_at,
     relayed_path,
     serve,
     sync_hook,
@@ -118,9 +123,7 @@ class Options:
     def telemetry(self) -> Telemetry:
         value = self["TELEMETRY"]
         if value is None:
-            import outbox
-
-            return outbox.telemetry
+            return default_telemetry()
         return import_string(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
 
     def authorize(self) -> Callable[[Any, str], bool] | None:
