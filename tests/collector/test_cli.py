@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +21,7 @@ from collector.schema import DATABASE_SCHEMA_VERSION
 from tests.collector.payloads import IID, IID2, auth, body
 from tests.support.collector import Collector
 from tests.support.env import child_env
+from tests.support.processes import wait_for
 
 
 class Server:
@@ -39,7 +42,9 @@ class Server:
         return err
 
 
-def start(*args: str) -> Server:
+def start(*args: str, timeout: float = 60) -> Server:
+    """``python -m collector --port 0 ARGS``, once it has printed its banner;
+    ``AssertionError`` if it exits first, or (killed) if the banner takes over ``timeout`` s."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -48,8 +53,28 @@ def start(*args: str) -> Server:
         env=child_env(),
     )
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()  # read raw, so that a read can never block
+    os.set_blocking(fd, False)
+    out = bytearray()
+    ended = False
+
+    def banner_or_exit() -> bool:
+        nonlocal ended
+        with contextlib.suppress(BlockingIOError):
+            chunk = os.read(fd, 65536)
+            out.extend(chunk)
+            ended = not chunk
+        return ended or b"Press Ctrl-C" in out
+
+    try:
+        wait_for("the collector's banner", banner_or_exit, timeout)
+    except AssertionError as e:
+        proc.kill()
+        _, err = proc.communicate(timeout=20)
+        raise AssertionError(f"{e}: {out.decode(errors='replace')}{err}") from None
+    os.set_blocking(fd, True)
     banner = []
-    for line in proc.stdout:
+    for line in out.decode(errors="replace").splitlines(keepends=True):
         banner.append(line)
         if "Press Ctrl-C" in line:
             return Server(proc, banner)

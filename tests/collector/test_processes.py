@@ -9,7 +9,6 @@ import dataclasses
 import os
 import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +24,8 @@ from collector.validate import parse
 from tests.collector.payloads import MIX, auth, body, totals
 from tests.collector.test_cli import Server, start
 from tests.support.clock import T0
+from tests.support.env import child_env
+from tests.support.processes import Proc, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -164,32 +165,25 @@ def test_a_writer_lock_held_too_long_by_another_process_is_busy(tmp_path: Path) 
     made = Storage(db)
     made.migrate(now=0)
     made.close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time; "
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
-            f"{db}-writer.lock",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    take = (
+        "import fcntl, os, sys, time; "
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('held', flush=True); "
+        "time.sleep(60)"
     )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    argv = [sys.executable, "-c", take, f"{db}-writer.lock"]
+    with Proc(argv, child_env(), tmp_path / "holder.log") as holder:
+        # LOCK_NB: a lock that was not released makes the holder fail, not wait
+        wait_for(
+            "the other process to hold the lock",
+            lambda: "held\n" in holder.text() or holder.returncode is not None,
+        )
+        assert holder.text() == "held\n"
         storage = Storage(db, busy_timeout=0.3)
         hb = dataclasses.replace(parse(body()), credential="c" * 64)
         with pytest.raises(StorageBusy, match="another collector process"):
             storage.ingest([hb], now=1)
         holder.kill()  # the kernel releases a dead process's lock
-        holder.wait(10)
         assert storage.ingest([hb], now=1)[0].status == "accepted"
         assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("collector.db*")} == {0o600}
         storage.close()
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(10)
-        assert holder.stdout is not None
-        holder.stdout.close()

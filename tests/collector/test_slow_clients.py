@@ -9,8 +9,6 @@ count pieces, not seconds.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +19,7 @@ import pytest
 from collector import Storage, create_app
 from collector.server import Guards, start_in_thread
 from tests.collector.payloads import IID, auth, body
-from tests.support.env import child_env
+from tests.collector.test_cli import start
 
 STEP = 0.2
 PIECES = 50  # 10 s of trickling if nobody stops it
@@ -166,34 +164,16 @@ def test_a_prompt_client_on_a_slow_database_is_not_cut(
 
 @pytest.mark.slow
 def test_outbox_collector_started_as_documented_cuts_a_trickling_client(tmp_path: Any) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector",
-            "--db",
-            str(tmp_path / "c.db"),
-            "--port",
-            "0",
-            "--header-timeout",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=child_env(),
-    )
+    server = start("--db", str(tmp_path / "c.db"), "--header-timeout", "1")
     try:
-        assert proc.stdout is not None
-        line = next(x for x in proc.stdout if "POST " in x)
-        address = line.split("http://", 1)[1].split("/", 1)[0]
+        address = server.url.removeprefix("http://")
         with connect(address) as s:
             sent, answer = closed_after(s, [HEAD] + [b"X-Slow: 1\r\n"] * PIECES)
         assert 3 <= sent <= 9, sent
         assert answer.startswith(b"HTTP/1.1 408")
     finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+        server.proc.terminate()
+        server.proc.communicate(timeout=20)
 
 
 def test_the_deadlines_are_on_the_command_line() -> None:

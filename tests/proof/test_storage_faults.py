@@ -32,6 +32,9 @@ from tests.support.collector import Collector
 from tests.support.processes import Proc, run_worker, wait_for, worker_env
 
 ONCE = ["--once", "--retry-attempts", "2", "--retry-max-wait", "0.2"]
+# The most waits a worker.run() on the fake clock may take before the test stops it
+# (nothing else ends it if the delivery never does; a passing run takes 4 to about 60).
+MAX_WAITS = 500
 
 
 def burst(t: Telemetry, n: int, name: str = "users.list") -> list[bool]:
@@ -109,15 +112,21 @@ def test_disk_full_during_seal_and_during_mark(
             assert results == [False] * 100
             failed_tracks += 100
 
+    waits = 0
+
     def wait(timeout: float) -> bool:
+        nonlocal waits
+        waits += 1
         tiny_disk.free()
         clock.advance(max(timeout, 1.0))
         stored.update(burst(t, 50))  # the app keeps going
-        return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 4
+        done = heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 4
+        return done or waits >= MAX_WAITS
 
     w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=disk_full_once)
     try:
         assert w.run() == 0
+        assert heartbeats.pending(w.conn) is None, f"still pending after {waits} waits"
         stored.update(burst(t, 1))  # writes down the losses held in memory
         assert t.unstored == {}
         # the last counts and the drops: one more heartbeat
@@ -186,15 +195,21 @@ def test_disk_full_during_seal_and_during_mark_with_max_page_count(
         assert w.conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
         capped.append(step)
 
+    waits = 0
+
     def wait(timeout: float) -> bool:
+        nonlocal waits
+        waits += 1
         w.conn.execute("PRAGMA max_page_count = 4294967294")
         clock.advance(max(timeout, 1.0))
-        return heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 2
+        done = heartbeats.pending(w.conn) is None and len(collector.answers.log) >= 2
+        return done or waits >= MAX_WAITS
 
     w = in_process_worker(db, collector.endpoint, clock=clock, wait=wait, hook=cap_file)
     try:
         w.maintain(clock.now)  # compacted first: the seal's heartbeat row needs new pages
         assert w.run() == 0
+        assert heartbeats.pending(w.conn) is None, f"still pending after {waits} waits"
         failed = [r.getMessage() for r in caplog.records if "cycle failed" in r.getMessage()]
     finally:
         t.close()
