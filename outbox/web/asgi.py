@@ -113,14 +113,19 @@ class _Tracking:
 
     def _record(self, outcome: Outcome, name: str | None) -> None:
         """Tally one request; store its count (or its unknown_name drop)."""
-        self.tally.add(outcome)
+        due = self._tally(outcome)
         if outcome is Outcome.COUNTED or outcome is Outcome.UNKNOWN_NAME:
             if self.writes == "thread":
                 self.writer.put(name)
             else:
                 self._write(name)
-        if self.tally.seen == self.check_after or time.monotonic() >= self._next_flush:
+        if due:
             self._check_and_flush()
+
+    def _tally(self, outcome: Outcome) -> bool:
+        """Add ``outcome`` to the tally; True when the tally is due to be checked and flushed."""
+        self.tally.add(outcome)
+        return self.tally.seen == self.check_after or time.monotonic() >= self._next_flush
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every count handed to the writer thread is stored (tests, shutdown)."""
@@ -279,7 +284,8 @@ class RouteTracking(_Tracking):
         except BaseException:
             self.tally.add(Outcome.ERROR)
             raise
-        route, _ = matched_route(scope)
+        matched = matched_route(scope)
+        route = matched[0]
         own = getattr(route, OWN_ROUTE_MARK, False)
         mark = None if route is None or own else mark_of(scope.get("endpoint"), route)
         outcome, name = decide(
@@ -288,13 +294,15 @@ class RouteTracking(_Tracking):
             matched=route is not None,
             own=own,
             mark=mark,
-            name=lambda: self._name(scope, method, root),
+            name=lambda: self._name(scope, method, root, matched),
         )
         self._record(outcome, name)
 
-    def _name(self, scope: Scope, method: str, root: str) -> str | None:
+    def _name(
+        self, scope: Scope, method: str, root: str, matched: tuple[object, str | None]
+    ) -> str | None:
         try:
-            template = route_template(scope, root)
+            template = route_template(scope, root, matched)
         except Exception:  # noqa: BLE001  # an odd router: no name, and never the request's problem
             return None
         return None if template is None else name_from_template(method, template, self.rules)
@@ -324,15 +332,19 @@ def matched_route(scope: Scope) -> tuple[object, str | None]:
     return route, path if isinstance(path, str) else None
 
 
-def route_template(scope: Scope, entry_root_path: str = "") -> str | None:
+def route_template(
+    scope: Scope, entry_root_path: str = "", matched: tuple[object, str | None] | None = None
+) -> str | None:
     """The whole template of the route that served a request (None: no template).
 
     When ``Mount`` routes were passed (the ``root_path`` grew), their templates are
     found by matching the request against the mounts again, from the outermost
     router down: never from the path. A ``Mount`` that served a plain ASGI app
     itself (static files) has no route template.
+
+    :param matched: what :func:`matched_route` said of this request, when already asked.
     """
-    route, path = matched_route(scope)
+    route, path = matched_route(scope) if matched is None else matched
     if path is None or hasattr(route, "routes"):
         return None
     if scope.get("root_path", "") == entry_root_path:

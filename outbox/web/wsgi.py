@@ -83,18 +83,11 @@ class SyncTracking(_Tracking):
 
     def record(self, outcome: Outcome, name: str | None) -> None:
         """Tally one finished request; hand its count (or unknown_name drop) to the writer."""
-        with self._lock:
-            self.tally.add(outcome)
-            due = self.tally.seen == self.check_after or time.monotonic() >= self._next_flush
-        if outcome is Outcome.COUNTED or outcome is Outcome.UNKNOWN_NAME:
-            if self.writes == "thread":
-                self.writer.put(name)
-            else:
-                self._write(name)
-        if due:
-            self._check_and_flush()
+        self._record(outcome, name)
 
-    _record = record
+    def _tally(self, outcome: Outcome) -> bool:
+        with self._lock:  # requests of several threads
+            return super()._tally(outcome)
 
     def _check_and_flush(self) -> None:
         with self._lock:
