@@ -37,9 +37,9 @@ from outbox.web.counting import (
     OWN_ROUTE_MARK,
     Flush,
     Outcome,
+    Relay,
     Tally,
     decide,
-    relay_warning,
     route_warning,
 )
 from outbox.web.endpoints import default_telemetry
@@ -48,7 +48,6 @@ from outbox.web.naming import (
     DEFAULT_STRIP_PREFIX,
     VERBS,
     TemplateRules,
-    Vocabulary,
     mark_of,
     name_from_template,
 )
@@ -421,19 +420,16 @@ class RelayTracking(_Tracking):
         flush_every: float = DEFAULT_FLUSH_EVERY,
         writes: Writes = "thread",
     ) -> None:
-        if not prefix.startswith("/"):
-            raise ValueError(f"relay prefix {prefix!r} must start with '/', e.g. '/api/relay'")
-        self.prefix = prefix.rstrip("/")
+        self.relay = Relay.build(prefix, resources, templates)
         super().__init__(
             app,
             telemetry=telemetry,
-            source=f"RelayTracking {self.prefix or '/'}",
+            source=self.relay.source,
             check_after=check_after,
             flush_every=flush_every,
             writes=writes,
-            warn=partial(relay_warning, prefix=self.prefix or "/", check_after=check_after),
+            warn=self.relay.warning(check_after),
         )
-        self.vocabulary = Vocabulary.build(resources, templates)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -443,7 +439,9 @@ class RelayTracking(_Tracking):
             else:
                 await self.app(scope, receive, send)
             return
-        rest = self._relayed_path(scope)
+        path: str = scope.get("path", "")
+        root: str = scope.get("root_path", "")
+        rest = self.relay.rest(path[len(root) :] if root and path.startswith(root) else path)
         method: str = scope["method"]
         if rest is None or method not in VERBS:
             await self.app(scope, receive, send)
@@ -455,19 +453,4 @@ class RelayTracking(_Tracking):
         except BaseException:
             self.tally.add(Outcome.ERROR)
             raise
-        outcome, name = decide(
-            method, box[0], matched=True, name=lambda: self.vocabulary.name(method, rest)
-        )
-        if outcome is Outcome.UNNAMED:
-            outcome = Outcome.UNKNOWN_NAME
-        self._record(outcome, name)
-
-    def _relayed_path(self, scope: Scope) -> str | None:
-        """The path after the prefix, or None when the request is not relayed."""
-        path: str = scope.get("path", "")
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if path == self.prefix or path.startswith(self.prefix + "/"):
-            return path[len(self.prefix) :]
-        return None
+        self._record(*self.relay.decide(method, box[0], rest))

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Final
 
-from outbox.web.naming import VERBS
+from outbox.web.naming import VERBS, Vocabulary
 
 
 class Outcome(StrEnum):
@@ -210,3 +211,46 @@ class Tally:
         """A flush that could not be written: its counts go into the next one."""
         with self._lock:
             self._flushed.subtract(flush.delta)
+
+
+@dataclass(frozen=True)
+class Relay:
+    """What the relay middlewares (ASGI, WSGI, Django) share: the prefix the relayed calls
+    are served under, the vocabulary that names them, and their count rule."""
+
+    prefix: str  # without a trailing "/"; "" for the site's root
+    vocabulary: Vocabulary
+
+    @classmethod
+    def build(
+        cls, prefix: str, resources: Iterable[str], templates: Mapping[str, str] | None
+    ) -> Relay:
+        """:raises ValueError: for a prefix, resource or template that cannot be used."""
+        if not prefix.startswith("/"):
+            raise ValueError(f"relay prefix {prefix!r} must start with '/', e.g. '/api/relay'")
+        return cls(prefix.rstrip("/"), Vocabulary.build(resources, templates))
+
+    @property
+    def source(self) -> str:
+        """The middleware's name in the tally and its warnings."""
+        return f"RelayTracking {self.prefix or '/'}"
+
+    def warning(self, check_after: int) -> Callable[[Mapping[str, int]], str | None]:
+        """The tally's warning for this relay (:func:`relay_warning`)."""
+        return partial(relay_warning, prefix=self.prefix or "/", check_after=check_after)
+
+    def rest(self, path: str) -> str | None:
+        """The path after the prefix, or None when ``path`` is not under it."""
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            return path[len(self.prefix) :]
+        return None
+
+    def decide(self, method: str, status: int, rest: str | None) -> tuple[Outcome, str | None]:
+        """The count rule for one finished request (``rest``: :meth:`rest` of its path): a
+        relayed call that no declared word names is a dropped ``unknown_name``."""
+        if rest is None:
+            return Outcome.UNMATCHED, None
+        outcome, name = decide(
+            method, status, matched=True, name=lambda: self.vocabulary.name(method, rest)
+        )
+        return (Outcome.UNKNOWN_NAME if outcome is Outcome.UNNAMED else outcome), name

@@ -36,8 +36,8 @@ from outbox.web.authorize import Headers
 from outbox.web.counting import (
     DEFAULT_CHECK_AFTER,
     Outcome,
+    Relay,
     decide,
-    relay_warning,
     route_warning,
 )
 from outbox.web.endpoints import Reply, Spec, TelemetryEndpoints
@@ -46,7 +46,6 @@ from outbox.web.naming import (
     DEFAULT_STRIP_PREFIX,
     VERBS,
     TemplateRules,
-    Vocabulary,
     name_from_template,
 )
 from outbox.web.page import Csrf
@@ -259,13 +258,6 @@ class RouteTracking(SyncTracking):
 # -- relays ---------------------------------------------------------------------------------
 
 
-def relayed_path(path: str, prefix: str) -> str | None:
-    """The path after the relay ``prefix`` (``/api/relay``), or None when not under it."""
-    if path == prefix or path.startswith(prefix + "/"):
-        return path[len(prefix) :]
-    return None
-
-
 class RelayTracking(SyncTracking):
     """Count each relayed API call by the declared words of its upstream path (WSGI).
 
@@ -287,23 +279,20 @@ class RelayTracking(SyncTracking):
         flush_every: float = DEFAULT_FLUSH_EVERY,
         writes: Writes = "thread",
     ) -> None:
-        if not prefix.startswith("/"):
-            raise ValueError(f"relay prefix {prefix!r} must start with '/', e.g. '/api/relay'")
-        self.prefix = prefix.rstrip("/")
+        self.relay = Relay.build(prefix, resources, templates)
         super().__init__(
             app,
             telemetry=telemetry,
-            source=f"RelayTracking {self.prefix or '/'}",
+            source=self.relay.source,
             check_after=check_after,
             flush_every=flush_every,
             writes=writes,
-            warn=partial(relay_warning, prefix=self.prefix or "/", check_after=check_after),
+            warn=self.relay.warning(check_after),
         )
-        self.vocabulary = Vocabulary.build(resources, templates)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ.get("REQUEST_METHOD", "GET")
-        rest = relayed_path(environ.get("PATH_INFO", ""), self.prefix)
+        rest = self.relay.rest(environ.get("PATH_INFO", ""))
         if rest is None or method not in VERBS:
             result = self.inner(environ, start_response)
             self._record(Outcome.UNMATCHED if rest is None else Outcome.METHOD, None)
@@ -311,17 +300,9 @@ class RelayTracking(SyncTracking):
         return _call(self.inner, environ, start_response, partial(self._done, method, rest))
 
     def _done(self, method: str, rest: str, status: int, failed: bool) -> None:
-        self._record(*(self.decide(method, status, rest) if not failed else (Outcome.ERROR, None)))
-
-    def decide(self, method: str, status: int, rest: str | None) -> tuple[Outcome, str | None]:
-        """The count rule for one finished request (``rest``: the path after the prefix,
-        None when not relayed)."""
-        if rest is None:
-            return Outcome.UNMATCHED, None
-        outcome, name = decide(
-            method, status, matched=True, name=lambda: self.vocabulary.name(method, rest)
+        self._record(
+            *(self.relay.decide(method, status, rest) if not failed else (Outcome.ERROR, None))
         )
-        return (Outcome.UNKNOWN_NAME if outcome is Outcome.UNNAMED else outcome), name
 
 
 # -- serving the telemetry routes -------------------------------------------------------------

@@ -68,7 +68,6 @@ from outbox.web.wsgi import (
     MatchedRoute,
     RelayTracking,
     RouteTracking,
-    relayed_path,
     serve,
     sync_hook,
 )
@@ -260,13 +259,13 @@ class RelayTrackingMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         method = request.method or "GET"
-        rest = relayed_path(request.path_info, self.tracking.prefix)
+        rest = self.tracking.relay.rest(request.path_info)
         try:
             response = self.get_response(request)
         except BaseException:
             self.tracking.record(Outcome.ERROR if rest is not None else Outcome.UNMATCHED, None)
             raise
-        self.tracking.record(*self.tracking.decide(method, response.status_code, rest))
+        self.tracking.record(*self.tracking.relay.decide(method, response.status_code, rest))
         return response
 
 
