@@ -170,3 +170,13 @@ def same_origin(request: HasHeaders, action: str) -> bool:
     """
     write = request.method not in _SAFE_METHODS
     return origin_problem(request.method, request.headers, write=write) is None
+
+
+def refuse_same_origin(authorize: object) -> None:
+    """:raises ValueError: when ``authorize`` is :func:`same_origin`, which would let
+    anyone on the site switch sharing."""
+    if authorize is same_origin:
+        raise ValueError(
+            "authorize=same_origin would let anyone on the site switch sharing: the routes "
+            "check the origin themselves; pass a hook that grants 'admin' to administrators"
+        )

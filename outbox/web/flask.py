@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flask import Blueprint, Flask, Response, current_app, request
 
 from outbox.web.asgi import DEFAULT_FLUSH_EVERY, Writes
-from outbox.web.authorize import Authorize, same_origin
+from outbox.web.authorize import Authorize, refuse_same_origin
 from outbox.web.counting import DEFAULT_CHECK_AFTER, OWN_ROUTE_MARK
 from outbox.web.endpoints import (
     Reply,
@@ -126,11 +126,7 @@ class TelemetryExtension:
         flush_every: float = DEFAULT_FLUSH_EVERY,
         writes: Writes = "thread",
     ) -> None:
-        if authorize is same_origin:
-            raise ValueError(
-                "authorize=same_origin would let anyone on the site switch sharing: the routes "
-                "check the origin themselves; pass a hook that grants 'admin' to administrators"
-            )
+        refuse_same_origin(authorize)
         self._telemetry = telemetry
         self.ask = None if authorize is None else sync_hook(authorize)
         self.ui_actions = tuple(ui_actions)

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from outbox.web.asgi import matched_route
-from outbox.web.authorize import Authorize, same_origin
+from outbox.web.authorize import Authorize, refuse_same_origin
 from outbox.web.counting import OWN_ROUTE_MARK
 from outbox.web.endpoints import (
     Reply,
@@ -162,11 +162,7 @@ def telemetry_routes(
     :raises ValueError: for a UI action name, origin or link that cannot be used, or
         ``authorize=same_origin`` (an origin check, not an authorisation hook).
     """
-    if authorize is same_origin:
-        raise ValueError(
-            "authorize=same_origin would let anyone on the site switch sharing: the routes "
-            "check the origin themselves; pass a hook that grants 'admin' to administrators"
-        )
+    refuse_same_origin(authorize)
     if telemetry is None:
         telemetry = default_telemetry()
     endpoints = TelemetryEndpoints(
