@@ -28,7 +28,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -64,6 +64,9 @@ NO_SECRET_YET = (
     "heartbeat binds one; until then its data can be read or forgotten only by the "
     "collector's operator (outbox-collector instances / forget)"
 )
+#: Names per ``IN (...)`` list when reading rollup rows back (SQLite allows 32,766 bound
+#: values; this keeps each statement small).
+_IN_CHUNK: Final = 500
 
 
 @dataclass(frozen=True)
@@ -503,12 +506,21 @@ def subtract_rollups(
         month[1] += starts
         month[2] += ends
     m = metric_months
+    names_of: dict[str, set[str]] = defaultdict(set)
+    for mo, _, name in months:
+        names_of[mo].add(name)
     changed = []
-    for mo in sorted({k[0] for k in months}):
-        for kind, name, high, low, starts, ends in conn.execute(
-            sa.select(m.c.kind, m.c.name, m.c.count_high, m.c.count_low, m.c.starts, m.c.ends)
-            .where(m.c.month == mo)
-            .order_by(m.c.kind, m.c.name)
+    for mo, names in sorted(names_of.items()):
+        # Only the rows of the forgotten instance's names: a month holds every instance's.
+        wanted = sorted(names)
+        for kind, name, high, low, starts, ends in (
+            row
+            for i in range(0, len(wanted), _IN_CHUNK)
+            for row in conn.execute(
+                sa.select(m.c.kind, m.c.name, m.c.count_high, m.c.count_low, m.c.starts, m.c.ends)
+                .where((m.c.month == mo) & m.c.name.in_(wanted[i : i + _IN_CHUNK]))
+                .order_by(m.c.kind, m.c.name)
+            )
         ):
             change = months.get((mo, kind, name))
             if change is not None:
