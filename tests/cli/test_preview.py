@@ -81,3 +81,14 @@ def test_missing_outbox(run, db_path):
         f"no outbox at {db_path} yet: telemetry has not collected anything; nothing would be sent\n"
     )
     assert not db_path.exists()
+
+
+def test_a_version_the_collector_would_refuse_is_a_configuration_error(run, outbox):
+    """Previewing a heartbeat the collector would reject for good shows the fix instead."""
+    outbox.track("api", "users.list", 4)
+    r = run("preview", env={**scenes.ON, "HELIOS_VERSION": "latest"})
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == (
+        "Error: HELIOS_VERSION='latest' is not a PEP 440 or semver version (1.4.2, "
+        "2.0.0-rc.1); the collector would refuse every heartbeat: fix the variable\n"
+    )
