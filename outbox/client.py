@@ -125,7 +125,6 @@ class Telemetry:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._retry_at = 0.0
-        self._absent_until = 0.0
         self._open_error = ""
         self._inode: tuple[int, int] | None = None
         self._writes = 0
@@ -259,15 +258,11 @@ class Telemetry:
         """Open the outbox for track calls; None when there is nothing to do."""
         if self._monotonic() < self._retry_at:
             raise _Unavailable(self._open_error)
-        if cfg.assumed == "false":
-            # Off by default and no outbox: there cannot be an organisation "on".
-            # Looked at once a second, not on every call.
-            now = self._monotonic()
-            if now < self._absent_until:
-                return None
-            if not cfg.db_path.exists():
-                self._absent_until = now + REOPEN_AFTER
-                return None
+        if cfg.assumed == "false" and not cfg.db_path.exists():
+            # Off by default and no outbox: there cannot be an organisation "on". Looked
+            # at on every call (a stat, about 1 µs): an outbox another process creates
+            # when an administrator switches sharing on counts this process's next call.
+            return None
         try:
             conn = db.connect(cfg.db_path, busy_timeout=self._busy_timeout, wal_size_limit=None)
         except OutboxBusy as e:
@@ -446,7 +441,6 @@ class Telemetry:
         """:meth:`set_enabled`, also returning the whole :class:`~outbox.consent.Switched`."""
         with self.connect() as conn:
             done = consent.switch(conn, enabled, now=int(self._clock()))
-            self._absent_until = 0.0  # the outbox exists now: track calls look at once
         return self.decision(), done.discarded, done
 
     # -- what an administrator is shown before deciding -------------------------------
