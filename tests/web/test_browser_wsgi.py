@@ -23,7 +23,7 @@ from collector.server import serve_in_thread
 from outbox import Telemetry
 from outbox.web import TOGGLE_LABEL
 from tests.support.env import child_env
-from tests.web.conftest import stored
+from tests.web.conftest import drops, stored
 from tests.web.servers import Server, running
 from tests.web.test_browser import (
     CLICKED,
@@ -108,7 +108,10 @@ def test_an_administrator_shares_and_the_collector_gets_exactly_the_clicks(
     # machine the last batch of a closed page once did not arrive within 20 s (closing a
     # page is covered by test_browser.py).
     page.goto(example.url + "/settings/privacy")
-    wait_for(lambda: stored(db_path) == CLICKED, show=lambda: stored(db_path))
+    wait_for(
+        lambda: stored(db_path) == CLICKED,
+        show=lambda: {"stored": stored(db_path), "dropped": drops(db_path)},
+    )
     context.close()
     example.stop()
     assert stored(db_path) == CLICKED
