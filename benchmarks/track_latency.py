@@ -2,7 +2,8 @@
 
 Prints p50/p99/p99.9 per call and calls/s for:
 
-* ``track_api_call`` of this project (one durable row per call);
+* ``track_api_call`` of this project (one durable row per call), and the same call in an
+  app that never opted in (off by default, no outbox file);
 * **the floor**: stdlib ``sqlite3``, WAL, ``synchronous=NORMAL``, a plain 5-column
   table (``INTEGER PRIMARY KEY AUTOINCREMENT``, no CHECKs), ``BEGIN; INSERT; COMMIT``
   per call — what any durable per-call design pays, and what ratios are taken to;
@@ -65,6 +66,11 @@ def contenders(folder: Path) -> dict[str, Call]:
     t = Telemetry(db_path=folder / "ours.db", enabled=True, environ={})
     t.track_api_call("users.list")
     found["helios track_api_call"] = lambda: t.track_api_call("users.list")
+    # What an app that never opted in pays: no outbox, so the call looks for the file
+    # (a stat on every call: another process may create it when sharing is switched on).
+    never = Telemetry(db_path=folder / "never" / "telemetry.db", environ={})
+    never.track_api_call("users.list")
+    found["helios, off by default, no outbox"] = lambda: never.track_api_call("users.list")
 
     sql = "INSERT INTO events (kind, name, count, at) VALUES (?, ?, ?, ?)"
     plain = sqlite3.connect(folder / "floor.db", isolation_level=None)
