@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +131,17 @@ def insights_totals(insights: dict[str, Any]) -> dict[tuple[str, str], int]:
     }
 
 
-def deliver_to_a_collector(db_path: Path, tmp_path: Path) -> dict[tuple[str, str], int]:
-    """Run ``python -m worker --once`` against a collector on loopback; return its totals."""
+def deliver_to_a_collector(
+    db_path: Path, tmp_path: Path, worker: Sequence[str] = (sys.executable, "-m", "worker")
+) -> dict[tuple[str, str], int]:
+    """Run ``worker --once`` (default ``python -m worker``) against a collector on loopback;
+    return its totals."""
     storage = Storage(str(tmp_path / "collector.db"))
     try:
         # One instance: every name public (the collector's default K is 3).
         with serve_in_thread(create_app(storage, min_instances=1)) as collector:
-            worker = subprocess.run(
-                [sys.executable, "-m", "worker", "--once"],
+            run = subprocess.run(
+                [*worker, "--once"],
                 env=child_env(
                     HELIOS_TELEMETRY_DB=str(db_path),
                     HELIOS_TELEMETRY_ENDPOINT=collector.url + "/api/instances/heartbeat",
@@ -147,7 +150,7 @@ def deliver_to_a_collector(db_path: Path, tmp_path: Path) -> dict[tuple[str, str
                 text=True,
                 timeout=60,
             )
-            assert worker.returncode == 0, worker.stdout + worker.stderr
+            assert run.returncode == 0, run.stdout + run.stderr
             return insights_totals(httpx.get(collector.url + "/api/insights", timeout=10).json())
     finally:
         storage.close()

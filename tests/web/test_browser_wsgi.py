@@ -9,27 +9,22 @@ write carries the CSRF token (``telemetry.js`` sends it by ``fetch`` with
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from collector import Storage, create_app
-from collector.server import serve_in_thread
 from outbox import Telemetry
 from outbox.web import TOGGLE_LABEL
-from tests.support.env import child_env
 from tests.web.conftest import drops, stored
 from tests.web.servers import Server, running
 from tests.web.test_browser import (
     CLICKED,
     browser,
     click_the_buttons,
-    insights_totals,
+    deliver_to_a_collector,
     open_dashboard,
     sign_in,
     wait_for,
@@ -58,28 +53,6 @@ def example(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Server]:
         HELIOS_EXAMPLE_SECRET="the same session key in every worker",
     ) as server:
         yield server
-
-
-def deliver_with_outbox_worker(db_path: Path, tmp_path: Path) -> dict[tuple[str, str], int]:
-    """Run the installed ``outbox-worker --once`` against a collector; return its totals."""
-    storage = Storage(str(tmp_path / "collector.db"))
-    try:
-        # One instance: every name public (the collector is k-anonymous, K=3 by default).
-        with serve_in_thread(create_app(storage, min_instances=1)) as collector:
-            worker = subprocess.run(
-                [str(Path(sys.executable).parent / "outbox-worker"), "--once"],
-                env=child_env(
-                    HELIOS_TELEMETRY_DB=str(db_path),
-                    HELIOS_TELEMETRY_ENDPOINT=collector.url + "/api/instances/heartbeat",
-                ),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert worker.returncode == 0, worker.stdout + worker.stderr
-            return insights_totals(httpx.get(collector.url + "/api/insights", timeout=10).json())
-    finally:
-        storage.close()
 
 
 def switch(page: Page, base: str, on: bool) -> None:
@@ -115,7 +88,8 @@ def test_an_administrator_shares_and_the_collector_gets_exactly_the_clicks(
     context.close()
     example.stop()
     assert stored(db_path) == CLICKED
-    assert deliver_with_outbox_worker(db_path, tmp_path) == CLICKED
+    outbox_worker = [str(Path(sys.executable).parent / "outbox-worker")]  # the installed script
+    assert deliver_to_a_collector(db_path, tmp_path, outbox_worker) == CLICKED
 
 
 def test_a_normal_user_cannot_switch_and_is_told_why(
