@@ -104,8 +104,8 @@ def serve(variant: str, port: int, db_path: str, kind: str, users: int, upstream
     from starlette.routing import Route
 
     from outbox.web import RelayTracking, RouteTracking, not_tracked
-    from outbox.web.asgi import Writes
     from outbox.web.counting import Outcome
+    from outbox.web.tracking import Writes
 
     lags: list[float] = []
 

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
         registered_commands,
         tracked_command,
     )
-    from outbox.web.asgi import DEFAULT_RELAY_PREFIX, RelayTracking, RouteTracking
+    from outbox.web.asgi import RelayTracking, RouteTracking
     from outbox.web.authorize import ACTIONS, Authorize, same_origin
+    from outbox.web.counting import DEFAULT_RELAY_PREFIX
     from outbox.web.endpoints import TelemetryEndpoints
     from outbox.web.help import HELP_PARAGRAPHS, HELP_TEXT, HELP_TITLE, help_html, help_json
     from outbox.web.naming import (
@@ -75,8 +76,9 @@ _WHERE: dict[str, str] = {
         ),
         "outbox.commands",
     ),
-    **dict.fromkeys(("DEFAULT_RELAY_PREFIX", "RelayTracking", "RouteTracking"), "outbox.web.asgi"),
+    **dict.fromkeys(("RelayTracking", "RouteTracking"), "outbox.web.asgi"),
     **dict.fromkeys(("ACTIONS", "Authorize", "same_origin"), "outbox.web.authorize"),
+    "DEFAULT_RELAY_PREFIX": "outbox.web.counting",
     "TelemetryEndpoints": "outbox.web.endpoints",
     **dict.fromkeys(
         ("HELP_PARAGRAPHS", "HELP_TEXT", "HELP_TITLE", "help_html", "help_json"), "outbox.web.help"

@@ -27,22 +27,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
-from outbox import store
-from outbox.db import transaction
-from outbox.errors import OutboxError
 from outbox.web.counting import (
     DEFAULT_CHECK_AFTER,
+    DEFAULT_RELAY_PREFIX,
     OWN_ROUTE_MARK,
-    Flush,
     Outcome,
     Relay,
-    Tally,
     decide,
     route_warning,
 )
-from outbox.web.endpoints import default_telemetry
 from outbox.web.naming import (
     DEFAULT_RELAY_RESOURCES,
     DEFAULT_STRIP_PREFIX,
@@ -51,7 +46,7 @@ from outbox.web.naming import (
     mark_of,
     name_from_template,
 )
-from outbox.web.writer import CountWriter
+from outbox.web.tracking import DEFAULT_FLUSH_EVERY, Tracking, Writes
 
 if TYPE_CHECKING:
     from outbox.client import Telemetry
@@ -64,86 +59,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Any]
 
 log = logging.getLogger("outbox.web")
 
-DEFAULT_RELAY_PREFIX: Final = "/api/relay"
-#: Seconds between two writes of a middleware's tally to the outbox (at most).
-DEFAULT_FLUSH_EVERY: Final = 60.0
 #: Mounts followed when reading a template through ``Mount`` routes.
 _MAX_MOUNT_DEPTH: Final = 8
 
-Writes = Literal["thread", "inline"]
 
+class _AsyncTracking(Tracking):
+    """A tracking middleware on an event loop: the tally is flushed in the loop's executor,
+    and when the server shuts down (the ASGI lifespan)."""
 
-class _Tracking:
-    """What both middlewares share: the telemetry, the write, the tally and its flush."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        telemetry: Telemetry | None,
-        source: str,
-        check_after: int,
-        flush_every: float,
-        writes: Writes,
-        warn: Callable[[Mapping[str, int]], str | None],
-    ) -> None:
-        if writes not in ("thread", "inline"):
-            raise ValueError(f"writes={writes!r}: use 'thread' or 'inline'")
-        if check_after < 1 or flush_every < 0:
-            raise ValueError("check_after must be at least 1 and flush_every at least 0")
-        self.app = app
-        self._telemetry = telemetry
-        self.tally = Tally(source, warn)
-        self.check_after = check_after
-        self.flush_every = flush_every
-        self.writes = writes
-        self._next_flush = time.monotonic() + flush_every
-        self._flushing: asyncio.Future[bool] | None = None
-        self._failed_once = False
-        self.writer = CountWriter(lambda: self.telemetry, source=source)
-
-    @property
-    def telemetry(self) -> Telemetry:
-        if self._telemetry is None:
-            self._telemetry = default_telemetry()
-        return self._telemetry
-
-    # -- the per-request path -----------------------------------------------------------
-
-    def _record(self, outcome: Outcome, name: str | None) -> None:
-        """Tally one request; store its count (or its unknown_name drop)."""
-        due = self._tally(outcome)
-        if outcome is Outcome.COUNTED or outcome is Outcome.UNKNOWN_NAME:
-            if self.writes == "thread":
-                self.writer.put(name)
-            else:
-                self._write(name)
-        if due:
-            self._check_and_flush()
-
-    def _tally(self, outcome: Outcome) -> bool:
-        """Add ``outcome`` to the tally; True when the tally is due to be checked and flushed."""
-        self.tally.add(outcome)
-        return self.tally.seen == self.check_after or time.monotonic() >= self._next_flush
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every count handed to the writer thread is stored (tests, shutdown)."""
-        return self.writer.drain(timeout)
-
-    def _write(self, name: str | None) -> None:
-        try:
-            if name is None:
-                self.telemetry.count_dropped("unknown_name")
-            else:
-                self.telemetry.track_api_call(name)
-        except Exception:  # a track call never raises; this guards the request anyway
-            if not self._failed_once:
-                self._failed_once = True
-                log.warning(
-                    "telemetry: %s failed (request unaffected)", self.tally.source, exc_info=True
-                )
-
-    # -- the tally: warning and flush ------------------------------------------------------
+    _flushing: asyncio.Future[bool] | None = None
 
     def _check_and_flush(self) -> None:
         warning = self.tally.check()
@@ -158,24 +82,6 @@ class _Tracking:
             self.flush()
             return
         self._flushing = loop.run_in_executor(None, self.flush)
-
-    def flush(self) -> bool:
-        """Write the tally's unflushed counts to the outbox now (blocking; never raises).
-
-        Nothing is written while telemetry is off or before the outbox exists.
-
-        :returns: True when something was written.
-        """
-        batch = self.tally.take()
-        if batch is None:
-            return False
-        try:
-            written = _write_tally(self.telemetry, batch)
-        except Exception:  # noqa: BLE001  # the next flush retries; never into a request
-            written = None
-        if written is None:
-            self.tally.restore(batch)
-        return bool(written)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the lifespan on; flush the tally when the server shuts down."""
@@ -192,30 +98,13 @@ class _Tracking:
         await self.app(scope, watch, send)
 
 
-def _write_tally(telemetry: Telemetry, batch: Flush) -> bool | None:
-    """True: written; False: telemetry is off, the counts go; None: not written (no outbox
-    yet, or it failed), keep the counts for the next flush."""
-    try:
-        with telemetry.connect(create=False) as conn:
-            if not telemetry.config.decision(store.org_enabled(conn)).collecting:
-                return False
-            now = int(time.time())
-            with transaction(conn):
-                store.add_web_tracking(
-                    conn, batch.source, batch.delta, warning=batch.warning, now=now
-                )
-            return True
-    except OutboxError:  # OutboxMissing included: nothing was collected yet
-        return None
-
-
 async def _send_status(send: Send, box: list[int], message: Message) -> None:
     if message["type"] == "http.response.start":
         box[0] = int(message["status"])
     await send(message)
 
 
-class RouteTracking(_Tracking):
+class RouteTracking(_AsyncTracking):
     """Count each API call of a Starlette or FastAPI app by its matched route template.
 
     ``GET /api/users/42/groups`` routed to ``/api/users/{user_id}/groups`` counts
@@ -383,7 +272,7 @@ def _mount_prefix(scope: Scope, entry_root_path: str) -> str | None:
     return None
 
 
-class RelayTracking(_Tracking):
+class RelayTracking(_AsyncTracking):
     """Count each relayed API call by the declared words of its upstream path.
 
     For a request under ``prefix`` (``GET /api/relay/groups/eng/members``), the path

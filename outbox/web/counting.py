@@ -32,6 +32,9 @@ from typing import Final
 
 from outbox.web.naming import VERBS, Vocabulary
 
+#: Where relayed calls are served by default (the relay middlewares' ``prefix``).
+DEFAULT_RELAY_PREFIX: Final = "/api/relay"
+
 
 class Outcome(StrEnum):
     """What became of one request, as the tally and ``outbox status`` name it."""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from outbox.web.asgi import DEFAULT_FLUSH_EVERY, Writes
 from outbox.web.authorize import Authorize, refuse_same_origin
 from outbox.web.counting import DEFAULT_CHECK_AFTER, OWN_ROUTE_MARK
 from outbox.web.endpoints import (
@@ -36,6 +35,7 @@ from outbox.web.endpoints import (
 )
 from outbox.web.naming import DEFAULT_RELAY_RESOURCES, DEFAULT_STRIP_PREFIX, mark_of
 from outbox.web.page import Paths
+from outbox.web.tracking import DEFAULT_FLUSH_EVERY, Writes
 from outbox.web.view import DEFAULT_INSIGHTS_URL, DEFAULT_PRIVACY_POLICY_URL, Links
 from outbox.web.wsgi import (
     Environ,

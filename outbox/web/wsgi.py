@@ -3,8 +3,8 @@
 What the Flask and Django adapters share, so that each only finds the matched route
 template and wires itself in:
 
-* :class:`SyncTracking`: the tally, writer thread and flush of the ASGI middlewares
-  (:mod:`outbox.web.asgi`), made safe for threaded servers (one lock around the
+* :class:`SyncTracking`: the tally, writer thread and flush every middleware has
+  (:mod:`outbox.web.tracking`), made safe for threaded servers (one lock around the
   per-request tally) and flushed from a thread and at interpreter exit (WSGI has no
   lifespan);
 * :class:`RouteTracking`: a WSGI middleware counting each request after its response
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from outbox.web.asgi import DEFAULT_FLUSH_EVERY, DEFAULT_RELAY_PREFIX, Writes, _Tracking
 from outbox.web.authorize import Headers
 from outbox.web.counting import (
     DEFAULT_CHECK_AFTER,
+    DEFAULT_RELAY_PREFIX,
     Outcome,
     Relay,
     decide,
@@ -49,6 +49,7 @@ from outbox.web.naming import (
     name_from_template,
 )
 from outbox.web.page import Csrf
+from outbox.web.tracking import DEFAULT_FLUSH_EVERY, Tracking, Writes
 from outbox.web.view import Viewer
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ log = logging.getLogger("outbox.web")
 _trackers: weakref.WeakSet[SyncTracking] = weakref.WeakSet()
 
 
-class SyncTracking(_Tracking):
+class SyncTracking(Tracking):
     """The tally, writer and flush of a tracking middleware in a synchronous server.
 
     Requests may come from several threads at once (gunicorn's ``gthread``, waitress,

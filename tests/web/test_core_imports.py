@@ -13,6 +13,7 @@ CORE = [
     "outbox.web",
     "outbox.web.naming",
     "outbox.web.counting",
+    "outbox.web.tracking",
     "outbox.web.validation",
     "outbox.web.authorize",
     "outbox.web.view",

@@ -45,7 +45,6 @@ from django.urls import get_script_prefix
 from django.utils.module_loading import import_string
 from django.utils.safestring import SafeString, mark_safe
 
-from outbox.web.asgi import DEFAULT_FLUSH_EVERY
 from outbox.web.counting import DEFAULT_CHECK_AFTER, OWN_ROUTE_MARK, Outcome
 from outbox.web.endpoints import (
     Reply,
@@ -63,6 +62,7 @@ from outbox.web.naming import (
 )
 from outbox.web.page import Csrf
 from outbox.web.page import html_attributes as _html_attributes
+from outbox.web.tracking import DEFAULT_FLUSH_EVERY
 from outbox.web.view import DEFAULT_INSIGHTS_URL, DEFAULT_PRIVACY_POLICY_URL, Links
 from outbox.web.wsgi import (
     MatchedRoute,
